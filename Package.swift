@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release builds are the only ones that matter for numeric code; the kernels in HotswapCore
+// skip exclusivity checks because they work on raw pointers they own.
+let package = Package(
+    name: "Hotswap",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "hotswap", targets: ["hotswap"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "HotswapCore", dependencies: ["CBLAS"],
+                swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
+        .target(name: "HotswapModels", dependencies: ["HotswapCore"]),
+        .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "CPNG"]),
+        .executableTarget(name: "hotswap", dependencies: [
+            "HotswapPipeline", "HotswapModels", "HotswapCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "HotswapCoreTests", dependencies: ["HotswapCore"]),
+        .testTarget(name: "HotswapModelsTests", dependencies: ["HotswapModels", "HotswapCore"]),
+        .testTarget(name: "HotswapPipelineTests", dependencies: ["HotswapPipeline", "HotswapModels", "HotswapCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,90 @@
+import Foundation
+// A dense Float32 tensor in row-major (NCHW for images) layout.
+//
+// Storage is a reference type so that weights can borrow memory-mapped file regions without a
+// copy, and activations can be handed between layers without copy-on-write surprises. A Tensor
+// value is cheap to pass around; kernels write into freshly made outputs or into buffers they own.
+
+/// Float32 memory that a Tensor views: either allocated here, or borrowed from an owner (an mmap).
+public final class TensorStorage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+    /// Keeps borrowed memory alive; nil when the storage allocated its own memory.
+    private let owner: AnyObject?
+
+    /// Allocates `count` floats, zero-filled.
+    public init(count: Int) {
+        precondition(count >= 0, "negative element count")
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+        self.count = count
+        owner = nil
+    }
+
+    /// Borrows `count` floats at `pointer`, valid while `owner` lives.
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = pointer
+        self.count = count
+        self.owner = owner
+    }
+
+    deinit {
+        if owner == nil { pointer.deallocate() }
+    }
+}
+
+public struct Tensor: @unchecked Sendable {
+    public private(set) var shape: [Int]
+    public let storage: TensorStorage
+
+    /// A zero-filled tensor.
+    public init(zeros shape: [Int]) {
+        self.shape = shape
+        storage = TensorStorage(count: Tensor.elementCount(shape))
+    }
+
+    public init(shape: [Int], values: [Float]) {
+        precondition(values.count == Tensor.elementCount(shape),
+                     "\(values.count) values do not fill shape \(shape)")
+        self.init(zeros: shape)
+        values.withUnsafeBufferPointer { source in
+            storage.pointer.update(from: source.baseAddress!, count: source.count)
+        }
+    }
+
+    public init(shape: [Int], storage: TensorStorage) {
+        precondition(storage.count == Tensor.elementCount(shape),
+                     "storage of \(storage.count) floats does not fit shape \(shape)")
+        self.shape = shape
+        self.storage = storage
+    }
+
+    public static func elementCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
+
+    public var count: Int { storage.count }
+    public var rank: Int { shape.count }
+    public var data: UnsafeMutablePointer<Float> { storage.pointer }
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: storage.pointer, count: storage.count) }
+
+    /// The same memory seen with another shape of equal element count.
+    public func reshaped(_ newShape: [Int]) -> Tensor {
+        Tensor(shape: newShape, storage: storage)
+    }
+
+    /// A copy into freshly allocated memory.
+    public func copy() -> Tensor {
+        let result = Tensor(zeros: shape)
+        result.data.update(from: data, count: count)
+        return result
+    }
+
+    /// The elements as a Swift array (for tests and small tensors).
+    public var scalars: [Float] { Array(buffer) }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = buffer.prefix(6).map { String(format: "%.5g", $0) }.joined(separator: ", ")
+        return "Tensor(\(shape), [\(preview)\(count > 6 ? ", ..." : "")])"
+    }
+}
