@@ -1,0 +1,75 @@
+/// Scaled dot-product attention, softmax(Q K^T * scale [+ causal mask]) V, per head.
+/// Heads are read in place with strided sgemm (lda = heads * headDim), so no transposes are
+/// materialized; query rows are processed in chunks so the score matrix stays bounded
+/// (a 64x64-latent self-attention has 4096 x 4096 scores per head).
+public enum Attention {
+    /// Upper bound on the score scratch buffer (floats): 4 M floats = 16 MB.
+    public static var maxScoreFloats = 4 << 20
+
+    /// query [batch, queryLength, heads * headDim], key/value [batch, keyLength, heads * headDim].
+    public static func scaledDotProduct(query: Tensor, key: Tensor, value: Tensor, heads: Int,
+                                        causal: Bool = false) -> Tensor {
+        precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
+                     "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
+        let (batch, queryLength, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let keyLength = key.shape[1]
+        precondition(key.shape[0] == batch && key.shape[2] == width && width % heads == 0,
+                     "attention: q \(query.shape) k \(key.shape) heads \(heads)")
+        let headDim = width / heads
+        let scale = 1 / Float(headDim).squareRoot()
+        let output = Tensor(zeros: [batch, queryLength, width])
+        let chunkRows = max(1, min(queryLength, maxScoreFloats / max(1, keyLength)))
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * keyLength)
+        defer { scores.deallocate() }
+
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let q = query.data + b * queryLength * width + h * headDim
+                let k = key.data + b * keyLength * width + h * headDim
+                let v = value.data + b * keyLength * width + h * headDim
+                let o = output.data + b * queryLength * width + h * headDim
+                var firstRow = 0
+                while firstRow < queryLength {
+                    let rows = min(chunkRows, queryLength - firstRow)
+                    BLAS.sgemm(transB: true, m: rows, n: keyLength, k: headDim, alpha: scale,
+                               a: q + firstRow * width, lda: width,
+                               b: k, ldb: width,
+                               c: scores, ldc: keyLength)
+                    for r in 0..<rows {
+                        // A causal row i sees keys 0...i; the rest get probability 0.
+                        let visible = causal ? min(keyLength, firstRow + r + 1) : keyLength
+                        softmaxRow(scores + r * keyLength, visible: visible, count: keyLength)
+                    }
+                    BLAS.sgemm(m: rows, n: headDim, k: keyLength,
+                               a: scores, lda: keyLength,
+                               b: v, ldb: width,
+                               c: o + firstRow * width, ldc: width)
+                    firstRow += rows
+                }
+            }
+        }
+        return output
+    }
+
+    /// Softmax over the first `visible` entries of a row; entries past it are set to 0.
+    @inline(__always)
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, visible: Int, count: Int) {
+        var maximum = -Float.infinity
+        for i in 0..<visible { maximum = max(maximum, row[i]) }
+        for i in 0..<visible { row[i] -= maximum }
+        Softmax.expInPlace(row, count: visible)
+        var sum: Float = 0
+        for i in 0..<visible { sum += row[i] }
+        let inverse = 1 / sum
+        for i in 0..<visible { row[i] *= inverse }
+        if visible < count { (row + visible).update(repeating: 0, count: count - visible) }
+    }
+}
+
+public enum Softmax {
+    /// x = exp(x), vectorized.
+    @inline(__always)
+    public static func expInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        Activations.map(x, count: count) { vexp($0) }
+    }
+}

@@ -1,0 +1,108 @@
+/// 2-D convolution (torch.nn.Conv2d semantics, NCHW, groups = 1) as im2col + sgemm.
+/// A 1x1 stride-1 convolution is a plain sgemm on the input. Larger kernels unfold a band of
+/// output rows at a time into a column buffer bounded by `maxColumnFloats`, so the VAE's
+/// 512x512 layers never need gigabytes of scratch.
+public struct Conv2dShape: Sendable, Equatable {
+    public let inChannels: Int, outChannels: Int
+    public let kernelHeight: Int, kernelWidth: Int
+    public let stride: Int, padding: Int
+
+    public init(inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int,
+                stride: Int = 1, padding: Int = 0) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public func outputSize(height: Int, width: Int) -> (height: Int, width: Int) {
+        ((height + 2 * padding - kernelHeight) / stride + 1, (width + 2 * padding - kernelWidth) / stride + 1)
+    }
+}
+
+public enum Convolution {
+    /// Upper bound on the im2col scratch buffer (floats): 16 M floats = 64 MB.
+    public static var maxColumnFloats = 16 << 20
+
+    /// input [batch, inC, H, W], weight [outC, inC, kh, kw], bias [outC]? -> output [batch, outC, Ho, Wo]
+    public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape) -> Tensor {
+        precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
+                     "conv2d: input \(input.shape) for \(shape.inChannels) channels")
+        let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+        let (outH, outW) = shape.outputSize(height: height, width: width)
+        let output = Tensor(zeros: [batch, shape.outChannels, outH, outW])
+        let reduction = shape.inChannels * shape.kernelHeight * shape.kernelWidth
+        let isPointwise = shape.kernelHeight == 1 && shape.kernelWidth == 1 && shape.stride == 1 && shape.padding == 0
+        let rowsPerBand = isPointwise ? outH : max(1, min(outH, maxColumnFloats / max(1, reduction * outW)))
+        let columns: UnsafeMutablePointer<Float>? = isPointwise ? nil : .allocate(capacity: reduction * rowsPerBand * outW)
+        defer { columns?.deallocate() }
+
+        for b in 0..<batch {
+            let src = input.data + b * shape.inChannels * height * width
+            let dst = output.data + b * shape.outChannels * outH * outW
+            if isPointwise {
+                BLAS.sgemm(m: shape.outChannels, n: outH * outW, k: shape.inChannels,
+                           a: weight.data, lda: shape.inChannels,
+                           b: src, ldb: outH * outW,
+                           c: dst, ldc: outH * outW)
+            } else if let columns {
+                var firstRow = 0
+                while firstRow < outH {
+                    let rows = min(rowsPerBand, outH - firstRow)
+                    unfold(src, height: height, width: width, shape: shape,
+                           firstRow: firstRow, rows: rows, outWidth: outW, into: columns)
+                    BLAS.sgemm(m: shape.outChannels, n: rows * outW, k: reduction,
+                               a: weight.data, lda: reduction,
+                               b: columns, ldb: rows * outW,
+                               c: dst + firstRow * outW, ldc: outH * outW)
+                    firstRow += rows
+                }
+            }
+            if let bias {
+                Elementwise.addChannelBias(dst, bias: bias.data, channels: shape.outChannels, spatial: outH * outW)
+            }
+        }
+        return output
+    }
+
+    /// im2col for output rows [firstRow, firstRow + rows): columns[(c, ki, kj), (row, x)].
+    static func unfold(_ src: UnsafePointer<Float>, height: Int, width: Int, shape: Conv2dShape,
+                       firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>) {
+        let bandWidth = rows * outWidth
+        let stride = shape.stride, padding = shape.padding
+        var columnRow = 0
+        for c in 0..<shape.inChannels {
+            let plane = src + c * height * width
+            for ki in 0..<shape.kernelHeight {
+                for kj in 0..<shape.kernelWidth {
+                    let out = columns + columnRow * bandWidth
+                    for r in 0..<rows {
+                        let y = (firstRow + r) * stride - padding + ki
+                        let outRow = out + r * outWidth
+                        if y < 0 || y >= height {
+                            outRow.update(repeating: 0, count: outWidth)
+                            continue
+                        }
+                        let inRow = plane + y * width
+                        if stride == 1 {
+                            // x = ox - padding + kj; valid for ox in [lo, hi)
+                            let lo = max(0, padding - kj)
+                            let hi = min(outWidth, width + padding - kj)
+                            if lo > 0 { outRow.update(repeating: 0, count: min(lo, outWidth)) }
+                            if hi > lo { (outRow + lo).update(from: inRow + (lo - padding + kj), count: hi - lo) }
+                            if hi < outWidth { (outRow + max(hi, 0)).update(repeating: 0, count: outWidth - max(hi, 0)) }
+                        } else {
+                            for ox in 0..<outWidth {
+                                let x = ox * stride - padding + kj
+                                outRow[ox] = (x >= 0 && x < width) ? inRow[x] : 0
+                            }
+                        }
+                    }
+                    columnRow += 1
+                }
+            }
+        }
+    }
+}

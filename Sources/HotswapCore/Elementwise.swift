@@ -1,0 +1,78 @@
+/// Simple elementwise kernels on contiguous floats.
+public enum Elementwise {
+    /// y += x
+    @inline(__always)
+    public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] += x[i] }
+    }
+
+    /// x *= scale
+    @inline(__always)
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by scale: Float, count: Int) {
+        for i in 0..<count { x[i] *= scale }
+    }
+
+    /// Adds `bias[c]` to every element of channel c of a [channels, spatial] block.
+    public static func addChannelBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                                      channels: Int, spatial: Int) {
+        for c in 0..<channels {
+            let b = bias[c]
+            let row = x + c * spatial
+            for i in 0..<spatial { row[i] += b }
+        }
+    }
+
+    /// Adds `bias[j]` to every row of a [rows, columns] matrix.
+    public static func addRowBias(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                                  rows: Int, columns: Int) {
+        for r in 0..<rows {
+            let row = x + r * columns
+            for j in 0..<columns { row[j] += bias[j] }
+        }
+    }
+}
+
+extension Tensor {
+    /// self + other, elementwise (same shapes).
+    public static func + (lhs: Tensor, rhs: Tensor) -> Tensor {
+        precondition(lhs.shape == rhs.shape, "add: \(lhs.shape) vs \(rhs.shape)")
+        let result = lhs.copy()
+        Elementwise.add(rhs.data, into: result.data, count: result.count)
+        return result
+    }
+
+    /// self * scalar, elementwise.
+    public static func * (lhs: Tensor, rhs: Float) -> Tensor {
+        let result = lhs.copy()
+        Elementwise.scale(result.data, by: rhs, count: result.count)
+        return result
+    }
+
+    /// Adds `other` into this tensor's storage (shapes must match).
+    public func addInPlace(_ other: Tensor) {
+        precondition(count == other.count, "addInPlace: \(shape) vs \(other.shape)")
+        Elementwise.add(other.data, into: data, count: count)
+    }
+
+    /// Concatenates tensors along the first axis.
+    public static func concatenate(_ tensors: [Tensor]) -> Tensor {
+        precondition(!tensors.isEmpty, "concatenate of nothing")
+        let tail = Array(tensors[0].shape.dropFirst())
+        precondition(tensors.allSatisfy { Array($0.shape.dropFirst()) == tail }, "concatenate: shapes differ")
+        let result = Tensor(zeros: [tensors.reduce(0) { $0 + $1.shape[0] }] + tail)
+        var offset = 0
+        for t in tensors {
+            (result.data + offset).update(from: t.data, count: t.count)
+            offset += t.count
+        }
+        return result
+    }
+
+    /// Rows [start, start + length) of the first axis, copied.
+    public func slice(first start: Int, length: Int) -> Tensor {
+        let inner = count / shape[0]
+        let result = Tensor(zeros: [length] + shape.dropFirst())
+        result.data.update(from: data + start * inner, count: length * inner)
+        return result
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+@testable import HotswapCore
+
+/// Kernels against naive loop implementations written here from torch's definitions.
+/// Tolerance: relative 1e-5 (float32 sgemm vs straightforward summation).
+@Suite struct KernelTests {
+    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var state = seed &+ 0x9E3779B97F4A7C15
+        let values = (0..<Tensor.elementCount(shape)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2000) / 1000 - 1
+        }
+        return Tensor(shape: shape, values: values)
+    }
+
+    func naiveConv(_ x: Tensor, _ w: Tensor, _ bias: Tensor, stride: Int, padding: Int) -> [Float] {
+        let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+        let oh = (h + 2 * padding - kh) / stride + 1, ow = (wd + 2 * padding - kw) / stride + 1
+        var out = [Float](repeating: 0, count: n * o * oh * ow)
+        for b in 0..<n { for oc in 0..<o { for y in 0..<oh { for xx in 0..<ow {
+            var s = Double(bias.data[oc])
+            for ic in 0..<c { for i in 0..<kh { for j in 0..<kw {
+                let iy = y * stride - padding + i, ix = xx * stride - padding + j
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    s += Double(x.data[((b * c + ic) * h + iy) * wd + ix]) * Double(w.data[((oc * c + ic) * kh + i) * kw + j])
+                }
+            }}}
+            out[((b * o + oc) * oh + y) * ow + xx] = Float(s)
+        }}}}
+        return out
+    }
+
+    @Test(arguments: [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 2, 0)])
+    func conv2d(kernel: Int, stride: Int, padding: Int) {
+        let x = random([2, 5, 9, 7], seed: 1)
+        let w = random([6, 5, kernel, kernel], seed: 2)
+        let b = random([6], seed: 3)
+        let shape = Conv2dShape(inChannels: 5, outChannels: 6, kernelHeight: kernel, kernelWidth: kernel,
+                                stride: stride, padding: padding)
+        let saved = Convolution.maxColumnFloats
+        Convolution.maxColumnFloats = 5 * kernel * kernel * 8  // force several bands
+        defer { Convolution.maxColumnFloats = saved }
+        let y = Convolution.conv2d(x, weight: w, bias: b, shape: shape)
+        expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: padding), rtol: 1e-5)
+    }
+
+    @Test(arguments: [false, true])
+    func attention(causal: Bool) {
+        let (batch, lq, lk, heads, dim) = (2, 7, causal ? 7 : 5, 3, 4)
+        let q = random([batch, lq, heads * dim], seed: 4)
+        let k = random([batch, lk, heads * dim], seed: 5)
+        let v = random([batch, lk, heads * dim], seed: 6)
+        let saved = Attention.maxScoreFloats
+        Attention.maxScoreFloats = 2 * lk  // force chunking
+        defer { Attention.maxScoreFloats = saved }
+        let out = Attention.scaledDotProduct(query: q, key: k, value: v, heads: heads, causal: causal)
+        var expected = [Float](repeating: 0, count: batch * lq * heads * dim)
+        for b in 0..<batch { for h in 0..<heads { for i in 0..<lq {
+            var scores = [Double](repeating: -.infinity, count: lk)
+            for j in 0..<lk where !causal || j <= i {
+                var s = 0.0
+                for d in 0..<dim { s += Double(q.data[(b * lq + i) * heads * dim + h * dim + d]) * Double(k.data[(b * lk + j) * heads * dim + h * dim + d]) }
+                scores[j] = s / Double(dim).squareRoot()
+            }
+            let m = scores.max()!
+            let e = scores.map { Foundation.exp($0 - m) }
+            let total = e.reduce(0, +)
+            for d in 0..<dim {
+                var s = 0.0
+                for j in 0..<lk { s += e[j] / total * Double(v.data[(b * lk + j) * heads * dim + h * dim + d]) }
+                expected[(b * lq + i) * heads * dim + h * dim + d] = Float(s)
+            }
+        }}}
+        expectClose(out.scalars, expected, rtol: 1e-5)
+    }
+
+    @Test func groupNormWithSiLU() {
+        let x = random([2, 8, 5], seed: 7)
+        let gamma = random([8], seed: 8), beta = random([8], seed: 9)
+        let y = Tensor(zeros: x.shape)
+        Normalization.groupNorm(x.data, into: y.data, batch: 2, channels: 8, spatial: 5, groups: 4,
+                                gamma: gamma.data, beta: beta.data, epsilon: 1e-5, silu: true)
+        var expected = [Float](repeating: 0, count: x.count)
+        for b in 0..<2 { for g in 0..<4 {
+            let range = (b * 8 + g * 2) * 5 ..< (b * 8 + g * 2 + 2) * 5
+            let values = range.map { Double(x.data[$0]) }
+            let mean = values.reduce(0, +) / 10
+            let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 10
+            for i in range {
+                let c = (i / 5) % 8
+                let n = (Double(x.data[i]) - mean) / (variance + 1e-5).squareRoot() * Double(gamma.data[c]) + Double(beta.data[c])
+                expected[i] = Float(n / (1 + Foundation.exp(-n)))
+            }
+        }}
+        expectClose(y.scalars, expected, rtol: 1e-5)
+    }
+
+    @Test func vectorExpMatchesLibm() {
+        let inputs = stride(from: -100.0, through: 88.0, by: 0.37).map { Float($0) }
+        var worst: Float = 0
+        for x in inputs {
+            let got = vexp(FloatVector(repeating: x))[0]
+            let want = Foundation.exp(x)
+            if want > 1e-30 { worst = max(worst, abs(got - want) / want) }
+            else { #expect(got < 1e-30) }
+        }
+        #expect(worst < 4e-7, "worst relative error \(worst)")
+    }
+
+    @Test func activations() {
+        let x = random([37], seed: 10)
+        let references: [(Activation, (Double) -> Double)] = [
+            (.silu, { v in v / (1 + Foundation.exp(-v)) }),
+            (.quickGelu, { v in v / (1 + Foundation.exp(-1.702 * v)) }),
+            (.gelu, { v in 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot())) }),
+        ]
+        for (activation, reference) in references {
+            let y = x.copy()
+            activation.apply(y.data, count: y.count)
+            expectClose(y.scalars, x.scalars.map { Float(reference(Double($0))) }, rtol: 1e-6)
+        }
+    }
+}
