@@ -1,0 +1,60 @@
+import HotswapCore
+
+/// torch.nn.Linear: y = x W^T + b over the last axis.
+/// `weight` is what forward uses; `baseWeight` is the checkpoint's, never modified, so that an
+/// adapter can point `weight` at a fused copy and restore by pointing back.
+public final class Linear {
+    public let inFeatures: Int, outFeatures: Int
+    public let baseWeight: Tensor          // [out, in]
+    public var weight: Tensor              // [out, in]
+    public let bias: Tensor?               // [out]
+    /// Runtime low-rank terms y += scale * B (A x), used instead of fusing when requested.
+    public var runtimeAdapters: [LowRankDelta] = []
+
+    public init(_ parameters: Parameters, _ path: ModulePath, inFeatures: Int, outFeatures: Int, bias: Bool = true) {
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        baseWeight = parameters.take(path.parameter("weight"), shape: [outFeatures, inFeatures])
+        weight = baseWeight
+        self.bias = bias ? parameters.take(path.parameter("bias"), shape: [outFeatures]) : nil
+        parameters.register(self, at: path.description)
+    }
+
+    /// x: [..., in] -> [..., out]
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        precondition(x.shape.last == inFeatures, "Linear(\(inFeatures)->\(outFeatures)) got \(x.shape)")
+        let rows = x.count / inFeatures
+        let y = Tensor(zeros: Array(x.shape.dropLast()) + [outFeatures])
+        BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
+                   a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
+                   c: y.data, ldc: outFeatures)
+        if let bias { Elementwise.addRowBias(y.data, bias: bias.data, rows: rows, columns: outFeatures) }
+        for delta in runtimeAdapters { delta.apply(x.data, rows: rows, into: y.data) }
+        return y
+    }
+}
+
+/// scale * B A for one adapter on one layer: A [rank, in], B [out, rank] (linear form).
+public struct LowRankDelta {
+    public let down: Tensor   // A: [rank, in]
+    public let up: Tensor     // B: [out, rank]
+    public let scale: Float
+
+    public init(down: Tensor, up: Tensor, scale: Float) {
+        precondition(down.rank == 2 && up.rank == 2 && up.shape[1] == down.shape[0], "LowRankDelta \(down.shape) \(up.shape)")
+        self.down = down
+        self.up = up
+        self.scale = scale
+    }
+
+    /// y[rows, out] += scale * (x[rows, in] A^T) B^T
+    func apply(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {
+        let (rank, inFeatures, outFeatures) = (down.shape[0], down.shape[1], up.shape[0])
+        let hidden = UnsafeMutablePointer<Float>.allocate(capacity: rows * rank)
+        defer { hidden.deallocate() }
+        BLAS.sgemm(transB: true, m: rows, n: rank, k: inFeatures, a: x, lda: inFeatures,
+                   b: down.data, ldb: inFeatures, c: hidden, ldc: rank)
+        BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: rank, alpha: scale, a: hidden, lda: rank,
+                   b: up.data, ldb: rank, beta: 1, c: y, ldc: outFeatures)
+    }
+}

@@ -1,0 +1,129 @@
+// transformers/models/clip/modeling_clip.py: CLIPTextModel (CLIPTextTransformer with causal
+// self-attention, pre-LayerNorm encoder layers, final_layer_norm). Weights load in both
+// spellings: transformers 4 (`text_model.` prefix, nearly every SD folder) and 5 (no prefix).
+import HotswapCore
+
+public struct CLIPTextConfig: Decodable, Sendable {
+    public var vocabSize: Int = 49408
+    public var hiddenSize: Int = 512
+    public var intermediateSize: Int = 2048
+    public var numHiddenLayers: Int = 12
+    public var numAttentionHeads: Int = 8
+    public var maxPositionEmbeddings: Int = 77
+    public var hiddenAct: String = "quick_gelu"
+    public var layerNormEps: Float = 1e-5
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+        case maxPositionEmbeddings = "max_position_embeddings", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func read<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
+            if let decoded = try c.decodeIfPresent(T.self, forKey: key) { value = decoded }
+        }
+        try read(.vocabSize, &vocabSize); try read(.hiddenSize, &hiddenSize)
+        try read(.intermediateSize, &intermediateSize); try read(.numHiddenLayers, &numHiddenLayers)
+        try read(.numAttentionHeads, &numAttentionHeads); try read(.maxPositionEmbeddings, &maxPositionEmbeddings)
+        try read(.hiddenAct, &hiddenAct); try read(.layerNormEps, &layerNormEps)
+    }
+}
+
+public final class CLIPTextModel {
+    public let config: CLIPTextConfig
+    let activation: Activation
+    let tokenEmbedding: Tensor      // [vocab, hidden]
+    let positionEmbedding: Tensor   // [positions, hidden]
+    let layers: [CLIPEncoderLayer]
+    let finalLayerNorm: LayerNorm
+    public let linears: [String: Linear]
+
+    public init(config: CLIPTextConfig, weights: [String: Tensor]) throws {
+        guard let activation = Activation(configName: config.hiddenAct) else {
+            throw ModelLoadingError.unsupportedConfig(component: "text_encoder", field: "hidden_act", value: config.hiddenAct)
+        }
+        guard config.hiddenSize % config.numAttentionHeads == 0 else {
+            throw ModelLoadingError.unsupportedConfig(component: "text_encoder", field: "num_attention_heads",
+                                                      value: "\(config.numAttentionHeads) does not divide hidden_size \(config.hiddenSize)")
+        }
+        self.config = config
+        self.activation = activation
+        var canonical: [String: Tensor] = [:]
+        for (name, tensor) in weights {
+            canonical[name.hasPrefix("text_model.") ? String(name.dropFirst("text_model.".count)) : name] = tensor
+        }
+        // position_ids is a buffer some transformers versions saved; it holds 0..<77 and is not a weight.
+        canonical.removeValue(forKey: "embeddings.position_ids")
+        let p = Parameters(component: "text_encoder", tensors: canonical)
+        let root = ModulePath()
+        let hidden = config.hiddenSize
+        tokenEmbedding = p.take("embeddings.token_embedding.weight", shape: [config.vocabSize, hidden])
+        positionEmbedding = p.take("embeddings.position_embedding.weight", shape: [config.maxPositionEmbeddings, hidden])
+        layers = (0..<config.numHiddenLayers).map {
+            CLIPEncoderLayer(p, root("encoder")("layers", $0), config: config, activation: activation)
+        }
+        finalLayerNorm = LayerNorm(p, root("final_layer_norm"), features: hidden, epsilon: config.layerNormEps)
+        try p.finish()
+        linears = p.linears
+    }
+
+    /// Token ids [batch][tokens] -> hidden states [batch, tokens, hidden].
+    /// `clipSkip` as diffusers defines it: nil (or 0) uses the last layer; N uses the output of
+    /// layer count - N. Either way the final layer norm is applied.
+    public func callAsFunction(_ ids: [[Int]], clipSkip: Int? = nil) -> Tensor {
+        let batch = ids.count, tokens = ids[0].count, hidden = config.hiddenSize
+        precondition(tokens <= config.maxPositionEmbeddings, "text encoder: \(tokens) tokens > \(config.maxPositionEmbeddings)")
+        var h = Tensor(zeros: [batch, tokens, hidden])
+        for b in 0..<batch {
+            for t in 0..<tokens {
+                let id = min(max(ids[b][t], 0), config.vocabSize - 1)
+                let row = h.data + (b * tokens + t) * hidden
+                row.update(from: tokenEmbedding.data + id * hidden, count: hidden)
+                Elementwise.add(positionEmbedding.data + t * hidden, into: row, count: hidden)
+            }
+        }
+        let layerCount = layers.count - min(max(clipSkip ?? 0, 0), layers.count)
+        for layer in layers.prefix(layerCount) { h = layer(h) }
+        return finalLayerNorm(h)
+    }
+}
+
+final class CLIPEncoderLayer {
+    let layerNorm1: LayerNorm, layerNorm2: LayerNorm
+    let qProj: Linear, kProj: Linear, vProj: Linear, outProj: Linear
+    let fc1: Linear, fc2: Linear
+    let heads: Int
+    let activation: Activation
+
+    init(_ p: Parameters, _ path: ModulePath, config: CLIPTextConfig, activation: Activation) {
+        let hidden = config.hiddenSize
+        heads = config.numAttentionHeads
+        self.activation = activation
+        layerNorm1 = LayerNorm(p, path("layer_norm1"), features: hidden, epsilon: config.layerNormEps)
+        let attention = path("self_attn")
+        qProj = Linear(p, attention("q_proj"), inFeatures: hidden, outFeatures: hidden)
+        kProj = Linear(p, attention("k_proj"), inFeatures: hidden, outFeatures: hidden)
+        vProj = Linear(p, attention("v_proj"), inFeatures: hidden, outFeatures: hidden)
+        outProj = Linear(p, attention("out_proj"), inFeatures: hidden, outFeatures: hidden)
+        layerNorm2 = LayerNorm(p, path("layer_norm2"), features: hidden, epsilon: config.layerNormEps)
+        fc1 = Linear(p, path("mlp")("fc1"), inFeatures: hidden, outFeatures: config.intermediateSize)
+        fc2 = Linear(p, path("mlp")("fc2"), inFeatures: config.intermediateSize, outFeatures: hidden)
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let normed = layerNorm1(x)
+        let attended = Attention.scaledDotProduct(query: qProj(normed), key: kProj(normed), value: vProj(normed),
+                                                  heads: heads, causal: true)
+        let h = outProj(attended)
+        h.addInPlace(x)
+        let inner = fc1(layerNorm2(h))
+        activation.apply(inner.data, count: inner.count)
+        let out = fc2(inner)
+        out.addInPlace(h)
+        return out
+    }
+}
