@@ -27,12 +27,20 @@ public enum OneOrMany<Value: Decodable & Sendable>: Decodable, Sendable {
 public func loadConfig<Config: Decodable>(_ type: Config.Type, from url: URL) throws -> Config {
     guard FileManager.default.fileExists(atPath: url.path) else { throw ModelLoadingError.missingFile(url) }
     do {
-        return try JSONDecoder().decode(Config.self, from: Data(contentsOf: url))
+        return try configDecoder().decode(Config.self, from: Data(contentsOf: url))
     } catch let error as DecodingError {
         throw ModelLoadingError.malformedConfig(url, describe(error))
     } catch {
         throw ModelLoadingError.malformedConfig(url, "\(error)")
     }
+}
+
+/// diffusers writes Python's float("-inf") as a bare -Infinity (e.g. lambda_min_clipped), which
+/// strict JSON rejects; JSON5 accepts it.
+public func configDecoder() -> JSONDecoder {
+    let decoder = JSONDecoder()
+    decoder.allowsJSON5 = true
+    return decoder
 }
 
 func describe(_ error: DecodingError) -> String {

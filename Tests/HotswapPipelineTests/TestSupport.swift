@@ -10,7 +10,10 @@ enum Fixtures {
     static func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
 
     static func json<T: Decodable>(_ relativePath: String, as type: T.Type = T.self) throws -> T {
-        try JSONDecoder().decode(T.self, from: Data(contentsOf: url(relativePath)))
+        // The manifests carry diffusers configs, which may hold a bare -Infinity: JSON5 reads it.
+        let decoder = JSONDecoder()
+        decoder.allowsJSON5 = true
+        return try decoder.decode(T.self, from: Data(contentsOf: url(relativePath)))
     }
 }
 
