@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""Times the same Stable Diffusion workloads in diffusers (PyTorch, float32, CPU) and, optionally, in
+Hotswap, and prints both with the ratio hotswap/diffusers.
+
+Usage:
+  python Scripts/bench_vs_diffusers.py --model DIR [--rows ROWS] [--runs N] [--warmup N] [--threads T]
+                                       [--hotswap PATH_TO_BINARY] [--no-diffusers] [--json]
+
+DIR is a diffusers StableDiffusionPipeline folder, e.g. one from Scripts/make_random_sd.py.
+ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load):
+  unet<S>b<B>, unet<W>x<H>b<B>  one UNet forward: sample [B,4,H/8,W/8], timestep 500,
+                                encoder_hidden_states [B,77,cross_attention_dim] (768 for SD1.5)
+  vae<S>, vae<W>x<H>            VAE decode of a latent [1,4,H/8,W/8] to a WxH image
+  text, textb<B>                text encoder forward on B (default 2) prompts of 77 tokens
+  load                          StableDiffusionPipeline.from_pretrained(DIR, torch_dtype=float32),
+                                page cache warm (the warm-up load reads the files first)
+
+diffusers side: torch.set_num_threads(T) (default 2), torch.inference_mode(), WARMUP untimed runs
+(default 1), then RUNS timed runs (default 3); reports median and min wall-clock seconds.
+
+Hotswap side (with --hotswap BIN), one process per row, run after the diffusers row:
+  BIN bench unet --model DIR --width W --height H --batch B --runs N
+  BIN bench vae  --model DIR --width W --height H --runs N
+  BIN bench text --model DIR --batch B --runs N
+  BIN bench load --model DIR --runs N
+each printing (as its last JSON line on stdout) one JSON object with at least "seconds_median" and
+"seconds_min"; the whole object is kept in --json output. OMP/OpenBLAS/VECLIB thread variables are
+set to T for it unless already set. A failing or missing Hotswap row is reported, not fatal.
+"""
+import argparse
+import warnings
+import gc
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_ROWS = "unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load"
+TEXT_PROMPTS = ["a photograph of an astronaut riding a horse on the moon, highly detailed", ""]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_row(row: str) -> dict:
+    m = re.fullmatch(r"unet(\d+)(?:x(\d+))?b(\d+)", row)
+    if m:
+        w = int(m.group(1))
+        h = int(m.group(2) or w)
+        return {"row": row, "kind": "unet", "width": w, "height": h, "batch": int(m.group(3))}
+    m = re.fullmatch(r"vae(\d+)(?:x(\d+))?", row)
+    if m:
+        w = int(m.group(1))
+        return {"row": row, "kind": "vae", "width": w, "height": int(m.group(2) or w), "batch": 1}
+    m = re.fullmatch(r"text(?:b(\d+))?", row)
+    if m:
+        return {"row": row, "kind": "text", "batch": int(m.group(1) or 2)}
+    if row == "load":
+        return {"row": row, "kind": "load"}
+    raise SystemExit(f"unknown row {row!r} (expected unet<S>b<B>, unet<W>x<H>b<B>, vae<S>, vae<W>x<H>, text, textb<B>, load)")
+
+
+def describe(spec: dict, cross_dim) -> str:
+    k = spec["kind"]
+    if k == "unet":
+        b, h, w = spec["batch"], spec["height"] // 8, spec["width"] // 8
+        return f"UNet [{b},4,{h},{w}] ctx [{b},77,{cross_dim or '?'}]"
+    if k == "vae":
+        return f"VAE decode [1,4,{spec['height'] // 8},{spec['width'] // 8}] -> {spec['width']}x{spec['height']}"
+    if k == "text":
+        return f"text encoder [{spec['batch']},77]"
+    return "pipeline from_pretrained"
+
+
+def hotswap_argv(binary: str, model: Path, spec: dict, runs: int) -> list:
+    k = spec["kind"]
+    argv = [binary, "bench", k, "--model", str(model)]
+    if k in ("unet", "vae"):
+        argv += ["--width", str(spec["width"]), "--height", str(spec["height"])]
+    if k in ("unet", "text"):
+        argv += ["--batch", str(spec["batch"])]
+    return argv + ["--runs", str(runs)]
+
+
+def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+        env.setdefault(var, str(threads))
+    log("  hotswap: " + " ".join(argv))
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    result = None
+    for line in reversed(proc.stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                result = json.loads(line)
+                break
+            except json.JSONDecodeError:
+                continue
+    if proc.returncode != 0 or result is None or "seconds_median" not in result or "seconds_min" not in result:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {proc.returncode}, no JSON with seconds_median/seconds_min; " + " | ".join(tail)}
+    return result
+
+
+def timed(fn, runs: int, warmup: int) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"seconds_median": statistics.median(times), "seconds_min": min(times), "seconds_all": times}
+
+
+class Diffusers:
+    def __init__(self, model: Path):
+        self.model = model
+        self.pipe = None
+
+    def load(self):
+        import torch
+        from diffusers import StableDiffusionPipeline
+        return StableDiffusionPipeline.from_pretrained(self.model, torch_dtype=torch.float32)
+
+    def pipeline(self):
+        if self.pipe is None:
+            log(f"  loading {self.model}")
+            self.pipe = self.load()
+        return self.pipe
+
+    def cross_dim(self):
+        try:
+            return json.loads((self.model / "unet" / "config.json").read_text())["cross_attention_dim"]
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def bench(self, spec: dict, runs: int, warmup: int) -> dict:
+        import torch
+        k = spec["kind"]
+        if k == "load":
+            had = self.pipe is not None
+            self.pipe = None
+            gc.collect()
+
+            def load_once():
+                p = self.load()
+                del p
+                gc.collect()
+            result = timed(load_once, runs, max(warmup, 1))
+            if had:
+                self.pipe = None  # reloaded lazily by the next row
+            return result
+
+        pipe = self.pipeline()
+        g = torch.Generator("cpu").manual_seed(0)
+        with torch.inference_mode():
+            if k == "unet":
+                b, h, w = spec["batch"], spec["height"] // 8, spec["width"] // 8
+                sample = torch.randn(b, pipe.unet.config.in_channels, h, w, generator=g)
+                ctx = torch.randn(b, 77, pipe.unet.config.cross_attention_dim, generator=g)
+                t = torch.tensor(500.0)
+                return timed(lambda: pipe.unet(sample, t, encoder_hidden_states=ctx, return_dict=False), runs, warmup)
+            if k == "vae":
+                latents = torch.randn(1, pipe.vae.config.latent_channels, spec["height"] // 8, spec["width"] // 8,
+                                      generator=g)
+                sf = pipe.vae.config.scaling_factor
+                return timed(lambda: pipe.vae.decode(latents / sf, return_dict=False), runs, warmup)
+            if k == "text":
+                prompts = (TEXT_PROMPTS * spec["batch"])[: spec["batch"]]
+                ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                                     truncation=True, return_tensors="pt").input_ids
+                return timed(lambda: pipe.text_encoder(ids), runs, warmup)
+        raise AssertionError(k)
+
+
+def fmt(x) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="diffusers StableDiffusionPipeline folder")
+    parser.add_argument("--rows", default=DEFAULT_ROWS)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hotswap", help="path to the hotswap binary (runs `hotswap bench ...`)")
+    parser.add_argument("--hotswap-timeout", type=float, default=3600, help="seconds per hotswap row")
+    parser.add_argument("--no-diffusers", action="store_true", help="only run the hotswap side")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = parser.parse_args()
+
+    if not (args.model / "model_index.json").exists():
+        raise SystemExit(f"{args.model}: no model_index.json")
+    if args.runs < 1:
+        raise SystemExit("--runs must be >= 1")
+    if args.no_diffusers and not args.hotswap:
+        raise SystemExit("--no-diffusers needs --hotswap")
+    specs = [parse_row(r.strip()) for r in args.rows.split(",") if r.strip()]
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torch_dtype= deprecation notice
+
+    info = {"model": str(args.model), "threads": args.threads, "runs": args.runs, "warmup": args.warmup}
+    bench = None
+    if not args.no_diffusers:
+        import torch
+        import diffusers
+        from diffusers.utils import logging as dlogging
+        torch.set_num_threads(args.threads)
+        dlogging.set_verbosity_error()
+        dlogging.disable_progress_bar()
+        try:
+            import transformers
+            transformers.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+        except Exception:
+            pass
+        info.update(torch=torch.__version__, diffusers=diffusers.__version__)
+        bench = Diffusers(args.model)
+    if args.hotswap:
+        info["hotswap"] = args.hotswap
+
+    cross_dim = Diffusers(args.model).cross_dim()
+    results = []
+    for spec in specs:
+        row = {"row": spec["row"], "description": describe(spec, cross_dim),
+               **{k: v for k, v in spec.items() if k not in ("row",)}}
+        log(f"{spec['row']}: {row['description']}")
+        if bench is not None:
+            row["diffusers"] = bench.bench(spec, args.runs, args.warmup)
+            log(f"  diffusers: median {row['diffusers']['seconds_median']:.3f}s min {row['diffusers']['seconds_min']:.3f}s")
+        if args.hotswap:
+            row["hotswap"] = run_hotswap(hotswap_argv(args.hotswap, args.model, spec, args.runs), args.threads,
+                                         args.hotswap_timeout)
+            if "error" in row["hotswap"]:
+                log(f"  hotswap: {row['hotswap']['error']}")
+            else:
+                log(f"  hotswap: median {row['hotswap']['seconds_median']:.3f}s min {row['hotswap']['seconds_min']:.3f}s")
+        d, h = row.get("diffusers"), row.get("hotswap")
+        if d and h and "error" not in h:
+            row["ratio_median"] = h["seconds_median"] / d["seconds_median"]
+            row["ratio_min"] = h["seconds_min"] / d["seconds_min"]
+        results.append(row)
+
+    if args.json:
+        print(json.dumps({**info, "rows": results}, indent=1))
+        return 0
+
+    header = ["row", "workload", "diffusers med", "diffusers min", "hotswap med", "hotswap min", "ratio med", "ratio min"]
+    table = []
+    for r in results:
+        d, h = r.get("diffusers") or {}, r.get("hotswap") or {}
+        table.append([r["row"], r["description"], fmt(d.get("seconds_median")), fmt(d.get("seconds_min")),
+                      "error" if "error" in h else fmt(h.get("seconds_median")), fmt(h.get("seconds_min")),
+                      fmt(r.get("ratio_median")), fmt(r.get("ratio_min"))])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    print(f"model {args.model}, {args.threads} threads, {args.runs} timed run(s) after {args.warmup} warm-up; "
+          "seconds; ratio = hotswap / diffusers (< 1: hotswap faster)")
+    for i, line in enumerate([header] + table):
+        print("  ".join(str(x).ljust(w) if j < 2 else str(x).rjust(w) for j, (x, w) in enumerate(zip(line, widths))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    for r in results:
+        if "error" in (r.get("hotswap") or {}):
+            print(f"{r['row']}: hotswap error: {r['hotswap']['error']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
