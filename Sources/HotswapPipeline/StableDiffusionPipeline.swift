@@ -1,0 +1,123 @@
+// diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py: StableDiffusionPipeline.__call__
+// for txt2img: encode_prompt (with its clip_skip quirk), prepare_latents, the denoising loop with
+// classifier-free guidance, VAE decode and postprocessing to 8-bit RGB.
+import Foundation
+import HotswapCore
+import HotswapModels
+
+public struct GenerationTimings: Sendable, Equatable {
+    public var textEncodeMs: Double = 0
+    public var denoiseMs: Double = 0
+    public var decodeMs: Double = 0
+}
+
+public struct GeneratedImage: Sendable {
+    public let width: Int
+    public let height: Int
+    /// 8-bit RGB, row-major, as diffusers' numpy_to_pil makes it: round(clamp(x / 2 + 0.5, 0, 1) * 255).
+    public let rgb: [UInt8]
+    /// The final latents (before scaling and decoding), for parity checks.
+    public let latents: Tensor
+    public let seed: UInt64
+    public let scheduler: SchedulerName
+    public let timings: GenerationTimings
+}
+
+public final class StableDiffusionPipeline {
+    public let model: StableDiffusionModel
+
+    public init(model: StableDiffusionModel) {
+        self.model = model
+    }
+
+    /// Fills in the model's defaults and checks every field; throws GenerationError naming the field.
+    public func resolve(_ request: GenerationRequest) throws -> (width: Int, height: Int, scheduler: SchedulerName) {
+        let width = request.width ?? model.defaultImageSize
+        let height = request.height ?? model.defaultImageSize
+        for (field, value) in [("width", width), ("height", height)] where value <= 0 || value % 8 != 0 {
+            throw GenerationError.invalidSize(field: field, value: value, multiple: 8)
+        }
+        guard GenerationRequest.stepRange.contains(request.steps) else { throw GenerationError.stepsOutOfRange(request.steps) }
+        guard request.guidance.isFinite, request.guidance >= 0 else { throw GenerationError.invalidGuidance(request.guidance) }
+        let layers = model.textEncoder.config.numHiddenLayers
+        if let clipSkip = request.clipSkip, clipSkip < 0 || clipSkip >= layers {
+            throw GenerationError.invalidClipSkip(clipSkip, layers: layers)
+        }
+        guard let scheduler = request.scheduler ?? model.defaultScheduler else {
+            throw GenerationError.noScheduler(className: model.schedulerConfig.className)
+        }
+        return (width, height, scheduler)
+    }
+
+    /// Runs txt2img. `progress(step, total)` is called after each denoising step; returning false cancels.
+    public func generate(_ request: GenerationRequest,
+                         progress: ((Int, Int) -> Bool)? = nil) throws -> GeneratedImage {
+        let (width, height, schedulerName) = try resolve(request)
+        var scheduler = try makeScheduler(schedulerName, config: model.schedulerConfig, steps: request.steps)
+        var timings = GenerationTimings()
+        let doGuidance = request.guidance > 1
+
+        // encode_prompt: the negative prompt ("" when absent) is encoded without clip_skip, as diffusers does.
+        var start = DispatchTime.now()
+        let promptIDs = model.tokenizer.tokenize(request.prompt)
+        var context = model.textEncoder([promptIDs], clipSkip: request.clipSkip)
+        if doGuidance {
+            let negativeIDs = model.tokenizer.tokenize(request.negativePrompt ?? "")
+            let negative = model.textEncoder([negativeIDs])
+            context = Tensor.concatenate([negative, context])      // [2, tokens, dim]: uncond first
+        }
+        timings.textEncodeMs = milliseconds(since: start)
+
+        // prepare_latents: randn with the request's generator, scaled by init_noise_sigma.
+        start = DispatchTime.now()
+        var generator = TorchGenerator(seed: request.seed)
+        let scale = model.vaeScaleFactor
+        let latentShape = [1, model.unet.config.inChannels, height / scale, width / scale]
+        var latents = generator.randn(latentShape) * scheduler.initNoiseSigma
+
+        let timesteps = scheduler.timesteps
+        for (i, t) in timesteps.enumerated() {
+            let modelInput = doGuidance ? Tensor.concatenate([latents, latents]) : latents
+            let scaledInput = scheduler.scaleModelInput(modelInput, stepIndex: i)
+            var noise = model.unet(scaledInput, timestep: t, context: context)
+            if doGuidance {
+                // noise_pred_uncond + guidance * (noise_pred_text - noise_pred_uncond)
+                let half = noise.count / 2
+                let guided = Tensor(zeros: latentShape)
+                let (uncond, text) = (noise.data, noise.data + half)
+                for j in 0..<half { guided.data[j] = uncond[j] + request.guidance * (text[j] - uncond[j]) }
+                noise = guided
+            }
+            latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
+            if let progress, !progress(i + 1, timesteps.count) { throw GenerationError.cancelled }
+        }
+        timings.denoiseMs = milliseconds(since: start)
+
+        start = DispatchTime.now()
+        let decoded = model.vae.decode(latents * (1 / model.vae.config.scalingFactor))
+        let rgb = Self.toRGB8(decoded)
+        timings.decodeMs = milliseconds(since: start)
+        return GeneratedImage(width: width, height: height, rgb: rgb, latents: latents, seed: request.seed,
+                              scheduler: schedulerName, timings: timings)
+    }
+
+    /// [1, 3, H, W] in about [-1, 1] -> interleaved RGB bytes, as VaeImageProcessor.postprocess +
+    /// numpy_to_pil: (x / 2 + 0.5).clamp(0, 1), then (x * 255).round() (half to even, like numpy).
+    static func toRGB8(_ image: Tensor) -> [UInt8] {
+        let (height, width) = (image.shape[2], image.shape[3])
+        let plane = height * width
+        var rgb = [UInt8](repeating: 0, count: plane * 3)
+        for c in 0..<3 {
+            let channel = image.data + c * plane
+            for i in 0..<plane {
+                let unit = min(max(channel[i] / 2 + 0.5, 0), 1)
+                rgb[i * 3 + c] = UInt8((unit * 255).rounded(.toNearestOrEven))
+            }
+        }
+        return rgb
+    }
+}
+
+func milliseconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import HotswapCore
+import HotswapModels
+import HotswapPipeline
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time one model component; prints one JSON object (seconds per forward).",
+        subcommands: [UNetBench.self, VAEBench.self, TextBench.self])
+}
+
+struct BenchOptions: ParsableArguments {
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Timed runs after one warm-up run.") var runs: Int = 3
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    }
+
+    /// Runs `body` once to warm up, then `runs` times; prints the JSON summary.
+    func measure(_ name: String, extra: [String: Any], loadSeconds: Double, _ body: () -> Void) throws {
+        body()
+        var seconds: [Double] = []
+        for _ in 0..<runs {
+            let start = DispatchTime.now()
+            body()
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+        }
+        seconds.sort()
+        let median = seconds.count % 2 == 1 ? seconds[seconds.count / 2]
+            : (seconds[seconds.count / 2 - 1] + seconds[seconds.count / 2]) / 2
+        var result: [String: Any] = [
+            "bench": name, "runs": runs, "seconds_median": median, "seconds_min": seconds[0],
+            "seconds": seconds, "load_seconds": loadSeconds,
+            "blas_core": BLAS.coreName, "blas_threads": BLAS.threadCount,
+        ]
+        result.merge(extra) { $1 }
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Deterministic pseudo-random input values (the benchmark only needs finite, varied numbers).
+func benchInput(_ shape: [Int], seed: UInt64 = 0) -> Tensor {
+    var generator = TorchGenerator(seed: seed)
+    return generator.randn(shape)
+}
+
+struct UNetBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unet", abstract: "UNet forward.")
+    @OptionGroup var options: BenchOptions
+    @Option var width: Int = 512
+    @Option var height: Int = 512
+    @Option var batch: Int = 1
+
+    func run() throws {
+        let start = Date()
+        let model = try options.modelOptions.load()
+        let load = Date().timeIntervalSince(start)
+        let scale = model.vaeScaleFactor
+        let sample = benchInput([batch, model.unet.config.inChannels, height / scale, width / scale])
+        let context = benchInput([batch, model.tokenizer.maxLength, model.textEncoder.config.hiddenSize], seed: 1)
+        try options.measure("unet", extra: ["width": width, "height": height, "batch": batch], loadSeconds: load) {
+            _ = model.unet(sample, timestep: 500, context: context)
+        }
+    }
+}
+
+struct VAEBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vae", abstract: "VAE decode.")
+    @OptionGroup var options: BenchOptions
+    @Option var width: Int = 512
+    @Option var height: Int = 512
+
+    func run() throws {
+        let start = Date()
+        let model = try options.modelOptions.load()
+        let load = Date().timeIntervalSince(start)
+        let scale = model.vaeScaleFactor
+        let latents = benchInput([1, model.vae.config.latentChannels, height / scale, width / scale])
+        try options.measure("vae", extra: ["width": width, "height": height], loadSeconds: load) {
+            _ = model.vae.decode(latents)
+        }
+    }
+}
+
+struct TextBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "text", abstract: "Text encoder (77 tokens).")
+    @OptionGroup var options: BenchOptions
+    @Option var batch: Int = 2
+
+    func run() throws {
+        let start = Date()
+        let model = try options.modelOptions.load()
+        let load = Date().timeIntervalSince(start)
+        let ids = Array(repeating: model.tokenizer.tokenize("a photograph of an astronaut riding a horse"), count: batch)
+        try options.measure("text", extra: ["batch": batch], loadSeconds: load) {
+            _ = model.textEncoder(ids)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct Hotswap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hotswap",
+        abstract: "Stable Diffusion on the CPU with LoRA adapters hot-swapped per request.",
+        subcommands: [Render.self, Bench.self])
+
+    /// Every failure ends in one line on stderr and a non-zero exit (help and --version excepted).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+            } else {
+                let firstLine = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                FileHandle.standardError.write(Data("error: \(firstLine)\n".utf8))
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
+}
+
+/// An error whose text is already the one line to show the user.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

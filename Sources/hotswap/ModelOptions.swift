@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import HotswapPipeline
+
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "A Stable Diffusion model folder in diffusers layout (default: the embedded model in Models/).")
+    var model: String?
+
+    /// The folder to load: --model, else $HOTSWAP_MODEL, else the embedded default model.
+    func resolveModel() throws -> URL {
+        if let model { return URL(fileURLWithPath: model) }
+        if let env = ProcessInfo.processInfo.environment["HOTSWAP_MODEL"], !env.isEmpty {
+            return URL(fileURLWithPath: env)
+        }
+        if let embedded = EmbeddedModel.defaultModelDirectory() { return embedded }
+        throw CLIError("no --model given and no embedded model found (looked for \(EmbeddedModel.searchedPaths().joined(separator: ", ")))")
+    }
+
+    func load() throws -> StableDiffusionModel {
+        let url = try resolveModel()
+        do {
+            return try StableDiffusionModel(directory: url)
+        } catch {
+            throw CLIError("cannot load model \(url.path): \(error)")
+        }
+    }
+}
+
+/// Where the model shipped in the repository's Models/ folder is found at run time.
+enum EmbeddedModel {
+    static let folderName = "hotswap-shapes"
+
+    static func searchedPaths() -> [String] {
+        var roots: [URL] = []
+        // Next to the executable's package (…/.build/release/hotswap -> repository root).
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = executable.deletingLastPathComponent()
+        for _ in 0..<4 {
+            roots.append(dir)
+            dir = dir.deletingLastPathComponent()
+        }
+        roots.append(URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        return roots.map { $0.appendingPathComponent("Models").appendingPathComponent(folderName).path }
+    }
+
+    static func defaultModelDirectory() -> URL? {
+        searchedPaths().first { FileManager.default.fileExists(atPath: $0 + "/model_index.json") }
+            .map { URL(fileURLWithPath: $0) }
+    }
+}
