@@ -1,0 +1,327 @@
+import Foundation
+
+// Reading a tokenizer folder: vocab.json (hand-written parser for the flat {"token": id} object),
+// merges.txt, and the two small config files (JSONSerialization).
+
+/// Token strings (as UTF-8 bytes) <-> ids, stored flat: one byte buffer, an offsets array and an
+/// open-addressing hash table. Keys are compared byte for byte (a Swift `String` key would compare
+/// by canonical equivalence), and 49k entries cost three arrays instead of 49k heap objects.
+struct TokenTable: Sendable {
+    private var storage: [UInt8] = []
+    private var starts: [Int] = [0]
+    private var entryIDs: [Int32] = []
+    private var slots: [Int32]  // entry index + 1; 0 = empty
+    private var mask: Int
+
+    init(expectedCount: Int = 1024) {
+        var capacity = 16
+        while capacity < expectedCount * 2 { capacity <<= 1 }
+        slots = [Int32](repeating: 0, count: capacity)
+        mask = capacity - 1
+        storage.reserveCapacity(expectedCount * 8)
+        starts.reserveCapacity(expectedCount + 1)
+        entryIDs.reserveCapacity(expectedCount)
+    }
+
+    var count: Int { entryIDs.count }
+
+    private static func hash(_ key: UnsafeBufferPointer<UInt8>) -> Int {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in key { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int(truncatingIfNeeded: h ^ (h >> 29))
+    }
+
+    private func slot(of key: UnsafeBufferPointer<UInt8>) -> (slot: Int, entry: Int?) {
+        var s = Self.hash(key) & mask
+        return storage.withUnsafeBufferPointer { bytes in
+            while true {
+                let e = Int(slots[s]) - 1
+                if e < 0 { return (s, nil) }
+                let start = starts[e], length = starts[e + 1] - start
+                if length == key.count && (length == 0 || memcmp(bytes.baseAddress! + start, key.baseAddress!, length) == 0) {
+                    return (s, e)
+                }
+                s = (s + 1) & mask
+            }
+        }
+    }
+
+    /// Adds `key` with `id`; a key seen before gets the new id (the last duplicate wins, as when
+    /// serde_json fills a HashMap).
+    mutating func insert(_ key: UnsafeBufferPointer<UInt8>, id: Int32) {
+        let found = slot(of: key)
+        if let entry = found.entry { entryIDs[entry] = id; return }
+        storage.append(contentsOf: key)
+        starts.append(storage.count)
+        entryIDs.append(id)
+        slots[found.slot] = Int32(entryIDs.count)
+        if entryIDs.count * 2 > slots.count { grow() }
+    }
+
+    private mutating func grow() {
+        let capacity = slots.count * 2
+        slots = [Int32](repeating: 0, count: capacity)
+        mask = capacity - 1
+        storage.withUnsafeBufferPointer { bytes in
+            for e in 0..<entryIDs.count {
+                let key = UnsafeBufferPointer(rebasing: bytes[starts[e]..<starts[e + 1]])
+                var s = Self.hash(key) & mask
+                while slots[s] != 0 { s = (s + 1) & mask }
+                slots[s] = Int32(e + 1)
+            }
+        }
+    }
+
+    func id(of key: UnsafeBufferPointer<UInt8>) -> Int32? {
+        slot(of: key).entry.map { entryIDs[$0] }
+    }
+
+    func id(of key: [UInt8]) -> Int32? { key.withUnsafeBufferPointer { id(of: $0) } }
+
+    func id(of key: String) -> Int32? { id(of: Array(key.utf8)) }
+
+    /// (bytes, id) of every entry, in file order.
+    func forEachEntry(_ body: (ArraySlice<UInt8>, Int32) -> Void) {
+        for e in 0..<entryIDs.count { body(storage[starts[e]..<starts[e + 1]], entryIDs[e]) }
+    }
+}
+
+extension CLIPTokenizer {
+    static func readFile(_ url: URL) throws -> [UInt8] {
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw CLIPTokenizerError.missingFile(file: url.path)
+        }
+        do {
+            return [UInt8](try Data(contentsOf: url))
+        } catch {
+            throw CLIPTokenizerError.unreadableFile(file: url.path, reason: error.localizedDescription)
+        }
+    }
+
+    /// Parses vocab.json: one JSON object mapping token strings to non-negative integer ids.
+    static func parseVocab(_ json: [UInt8], file: String) throws -> TokenTable {
+        try json.withUnsafeBufferPointer { buffer -> TokenTable in
+            var parser = VocabParser(bytes: buffer, file: file)
+            return try parser.parse()
+        }
+    }
+
+    /// Parses merges.txt the way the tokenizers library's BPE reads it: lines split on "\n" (a
+    /// trailing "\r" dropped), lines starting with "#version" skipped, every other line exactly two
+    /// tokens separated by one space, both tokens and their concatenation in the vocabulary. The
+    /// rank of a merge is its index among the merge lines; a repeated pair keeps its last rank.
+    /// Returns (left id << 32 | right id) -> (rank << 32 | merged id).
+    static func parseMerges(_ text: [UInt8], file: String, vocab: TokenTable) throws -> [UInt64: UInt64] {
+        var merges: [UInt64: UInt64] = [:]
+        merges.reserveCapacity(text.count / 10)
+        var rank: UInt64 = 0
+        var joined: [UInt8] = []
+        let version = Array("#version".utf8)
+        try text.withUnsafeBufferPointer { bytes in
+            let n = bytes.count
+            var lineStart = 0, lineNumber = 0
+            while lineStart < n {
+                lineNumber += 1
+                var lineEnd = lineStart
+                while lineEnd < n && bytes[lineEnd] != 0x0A { lineEnd += 1 }
+                let next = lineEnd + 1
+                if lineEnd > lineStart && bytes[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+                defer { lineStart = next }
+                let line = UnsafeBufferPointer(rebasing: bytes[lineStart..<lineEnd])
+                if line.count >= version.count && line.starts(with: version) { continue }
+                var spaces: [Int] = []
+                for (k, byte) in line.enumerated() where byte == 0x20 { spaces.append(k) }
+                guard spaces.count == 1 else {
+                    throw CLIPTokenizerError.malformedMerges(
+                        file: file, line: lineNumber,
+                        reason: "expected two tokens separated by one space, found \(spaces.count + 1) parts")
+                }
+                let left = UnsafeBufferPointer(rebasing: line[0..<spaces[0]])
+                let right = UnsafeBufferPointer(rebasing: line[(spaces[0] + 1)...])
+                func lookup(_ token: UnsafeBufferPointer<UInt8>) throws -> Int32 {
+                    if let id = vocab.id(of: token) { return id }
+                    throw CLIPTokenizerError.malformedMerges(
+                        file: file, line: lineNumber,
+                        reason: "token \"\(String(decoding: token, as: UTF8.self))\" is not in vocab.json")
+                }
+                let leftID = try lookup(left), rightID = try lookup(right)
+                joined.removeAll(keepingCapacity: true)
+                joined.append(contentsOf: left)
+                joined.append(contentsOf: right)
+                let mergedID = try joined.withUnsafeBufferPointer { try lookup($0) }
+                let key = UInt64(UInt32(bitPattern: leftID)) << 32 | UInt64(UInt32(bitPattern: rightID))
+                merges[key] = rank << 32 | UInt64(UInt32(bitPattern: mergedID))
+                rank += 1
+            }
+        }
+        return merges
+    }
+
+    /// The object in a JSON config file, or nil when the file does not exist.
+    static func readJSONObject(_ url: URL) throws -> [String: Any]? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let data = try readFile(url)
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(data), options: [.fragmentsAllowed])
+        } catch {
+            throw CLIPTokenizerError.malformedJSON(file: url.path, reason: "\(error)")
+        }
+        guard let dictionary = object as? [String: Any] else {
+            throw CLIPTokenizerError.malformedJSON(file: url.path, reason: "the top level is not a JSON object")
+        }
+        return dictionary
+    }
+}
+
+/// A strict parser for the flat object in vocab.json (RFC 8259 strings, non-negative integer ids).
+private struct VocabParser {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let file: String
+    var i = 0
+    var key: [UInt8] = []
+
+    init(bytes: UnsafeBufferPointer<UInt8>, file: String) {
+        self.bytes = bytes
+        self.file = file
+        key.reserveCapacity(256)
+    }
+
+    func fail(_ reason: String) -> CLIPTokenizerError {
+        .malformedJSON(file: file, reason: "\(reason) at byte \(i)")
+    }
+
+    mutating func skipWhitespace() {
+        while i < bytes.count {
+            switch bytes[i] {
+            case 0x20, 0x09, 0x0A, 0x0D: i += 1
+            default: return
+            }
+        }
+    }
+
+    mutating func expect(_ byte: UInt8, _ what: String) throws {
+        guard i < bytes.count, bytes[i] == byte else {
+            throw fail(i < bytes.count ? "expected \(what)" : "unexpected end of file, expected \(what)")
+        }
+        i += 1
+    }
+
+    mutating func parse() throws -> TokenTable {
+        var table = TokenTable(expectedCount: max(1024, bytes.count / 16))
+        if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { i = 3 }
+        skipWhitespace()
+        try expect(UInt8(ascii: "{"), "'{'")
+        skipWhitespace()
+        if i < bytes.count && bytes[i] == UInt8(ascii: "}") {
+            i += 1
+        } else {
+            while true {
+                skipWhitespace()
+                try parseString()
+                skipWhitespace()
+                try expect(UInt8(ascii: ":"), "':'")
+                skipWhitespace()
+                let id = try parseID()
+                key.withUnsafeBufferPointer { table.insert($0, id: id) }
+                skipWhitespace()
+                guard i < bytes.count else { throw fail("unexpected end of file, expected ',' or '}'") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "}") { i += 1; break }
+                throw fail("expected ',' or '}'")
+            }
+        }
+        skipWhitespace()
+        guard i == bytes.count else { throw fail("unexpected data after the object") }
+        guard table.count > 0 else { throw CLIPTokenizerError.malformedJSON(file: file, reason: "the vocabulary is empty") }
+        return table
+    }
+
+    /// Reads a JSON string into `key` as UTF-8.
+    mutating func parseString() throws {
+        try expect(UInt8(ascii: "\""), "a string")
+        key.removeAll(keepingCapacity: true)
+        while true {
+            var run = i
+            while run < bytes.count {
+                let byte = bytes[run]
+                if byte == 0x22 || byte == 0x5C || byte < 0x20 { break }
+                run += 1
+            }
+            key.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[i..<run]))
+            i = run
+            guard i < bytes.count else { throw fail("unterminated string") }
+            let byte = bytes[i]
+            if byte == 0x22 { i += 1; return }
+            if byte < 0x20 { throw fail("control character in a string") }
+            // Backslash escape.
+            i += 1
+            guard i < bytes.count else { throw fail("unterminated escape") }
+            let escape = bytes[i]
+            i += 1
+            switch escape {
+            case UInt8(ascii: "\""): key.append(0x22)
+            case UInt8(ascii: "\\"): key.append(0x5C)
+            case UInt8(ascii: "/"): key.append(0x2F)
+            case UInt8(ascii: "b"): key.append(0x08)
+            case UInt8(ascii: "f"): key.append(0x0C)
+            case UInt8(ascii: "n"): key.append(0x0A)
+            case UInt8(ascii: "r"): key.append(0x0D)
+            case UInt8(ascii: "t"): key.append(0x09)
+            case UInt8(ascii: "u"):
+                var value = try parseHex4()
+                if (0xD800...0xDBFF).contains(value) {
+                    guard i + 1 < bytes.count, bytes[i] == 0x5C, bytes[i + 1] == UInt8(ascii: "u") else {
+                        throw fail("lone leading surrogate in \\u escape")
+                    }
+                    i += 2
+                    let low = try parseHex4()
+                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("invalid trailing surrogate in \\u escape") }
+                    value = 0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00...0xDFFF).contains(value) {
+                    throw fail("lone trailing surrogate in \\u escape")
+                }
+                guard let scalar = Unicode.Scalar(value) else { throw fail("invalid \\u escape") }
+                key.append(contentsOf: UTF8.encode(scalar)!)
+            default:
+                throw fail("invalid escape '\\\(Character(Unicode.Scalar(escape)))'")
+            }
+        }
+    }
+
+    mutating func parseHex4() throws -> UInt32 {
+        guard i + 4 <= bytes.count else { throw fail("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[i]
+            let digit: UInt32
+            switch byte {
+            case 0x30...0x39: digit = UInt32(byte - 0x30)
+            case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
+            case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
+            default: throw fail("invalid hex digit in \\u escape")
+            }
+            value = value << 4 | digit
+            i += 1
+        }
+        return value
+    }
+
+    mutating func parseID() throws -> Int32 {
+        let start = i
+        guard i < bytes.count else { throw fail("unexpected end of file, expected a token id") }
+        if bytes[i] == UInt8(ascii: "-") { throw fail("negative token id") }
+        var value = 0
+        while i < bytes.count, (0x30...0x39).contains(bytes[i]) {
+            value = value * 10 + Int(bytes[i] - 0x30)
+            guard value <= CLIPTokenizer.maxTokenID else { throw fail("token id too large") }
+            i += 1
+        }
+        guard i > start else { throw fail("expected a token id (a non-negative integer)") }
+        if i - start > 1 && bytes[start] == 0x30 { throw fail("token id with a leading zero") }
+        if i < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i]) {
+            throw fail("token id is not an integer")
+        }
+        return Int32(value)
+    }
+}
