@@ -332,6 +332,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         }
         let buffer = FloatBuffer(count: count)
         let out = buffer.pointer
+        prefault(bytes)
         // Misaligned data (only in files not written by the safetensors library) goes through an
         // aligned copy so the typed loads below are well-defined.
         withAlignedBytes(bytes, alignment: info.dtype.size) { src in
@@ -396,10 +397,62 @@ public final class SafeTensorsFile: @unchecked Sendable {
 }
 
 /// Float32 memory without zero-filling (it is overwritten at once); owner of converted tensors.
+///
+/// Large buffers (>= 4 MB) are mapped directly and advised to use transparent huge pages: first
+/// touching fresh memory costs a page fault per 4 KB page, which made a 1 GB F16 -> F32 load take
+/// ~0.5 s against ~0.2 s with 2 MB pages (measured; the conversion itself takes ~0.05 s). The
+/// mapping is trimmed to start 2 MB-aligned and to end at the buffer's last page, so no memory
+/// beyond the buffer is ever touched.
 final class FloatBuffer: @unchecked Sendable {
+    static let hugePageThreshold = 4 << 20
     let pointer: UnsafeMutablePointer<Float>
-    init(count: Int) { pointer = .allocate(capacity: max(count, 1)) }
-    deinit { pointer.deallocate() }
+    private let mappedLength: Int
+
+    init(count: Int) {
+        let bytes = count * MemoryLayout<Float>.stride
+        #if os(Linux)
+        if bytes >= FloatBuffer.hugePageThreshold, let region = FloatBuffer.mapHugePageAligned(bytes: bytes) {
+            pointer = region.assumingMemoryBound(to: Float.self)
+            mappedLength = (bytes + 4095) & ~4095
+            return
+        }
+        #endif
+        pointer = .allocate(capacity: max(count, 1))
+        mappedLength = 0
+    }
+
+    deinit {
+        if mappedLength > 0 { munmap(pointer, mappedLength) } else { pointer.deallocate() }
+    }
+
+    #if os(Linux)
+    private static func mapHugePageAligned(bytes: Int) -> UnsafeMutableRawPointer? {
+        let huge = 2 << 20
+        let length = (bytes + 4095) & ~4095
+        guard let raw = mmap(nil, length + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              raw != MAP_FAILED else { return nil }
+        let start = Int(bitPattern: raw)
+        let aligned = (start + huge - 1) & ~(huge - 1)
+        if aligned > start { munmap(raw, aligned - start) }
+        let end = start + length + huge, used = aligned + length
+        if end > used { munmap(UnsafeMutableRawPointer(bitPattern: used), end - used) }
+        let pointer = UnsafeMutableRawPointer(bitPattern: aligned)!
+        _ = madvise(pointer, length, MADV_HUGEPAGE)  // best effort: THP may be off
+        return pointer
+    }
+    #endif
+}
+
+/// Asks the kernel to map a large range of the file up front (MADV_POPULATE_READ, Linux 5.14+)
+/// rather than taking a page fault per 4 KB while converting. Best effort.
+func prefault(_ bytes: UnsafeRawBufferPointer) {
+    #if os(Linux)
+    guard bytes.count >= FloatBuffer.hugePageThreshold, let base = bytes.baseAddress else { return }
+    let page = 4096
+    let start = Int(bitPattern: base) & ~(page - 1)
+    let end = Int(bitPattern: base) + bytes.count
+    _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 22 /* MADV_POPULATE_READ */)
+    #endif
 }
 
 /// Calls `body` with the bytes at their own address when suitably aligned for `alignment`, else
