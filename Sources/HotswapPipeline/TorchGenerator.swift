@@ -119,7 +119,7 @@ struct MersenneTwister {
     private static let matrixA: UInt32 = 0x9908_B0DF
     private var state: [UInt32]
     private var left: Int
-    private var next: Int
+    private var position: Int
 
     init(seed: UInt64) {
         var state = [UInt32](repeating: 0, count: MersenneTwister.n)
@@ -129,14 +129,14 @@ struct MersenneTwister {
         }
         self.state = state
         left = 1
-        next = 0
+        position = 0
     }
 
     mutating func next() -> UInt32 {
         left -= 1
         if left == 0 { regenerate() }
-        var y = state[next]
-        next += 1
+        var y = state[position]
+        position += 1
         y ^= y >> 11
         y ^= (y << 7) & 0x9D2C_5680
         y ^= (y << 15) & 0xEFC6_0000
@@ -157,7 +157,7 @@ struct MersenneTwister {
             s[n - 1] = s[m - 1] ^ twist(s[n - 1], s[0])
         }
         left = n
-        next = 0
+        position = 0
     }
 }
 
