@@ -22,7 +22,7 @@ import HotswapCore
 // another compiler, gives results that differ in the last bit for about 1% of the elements.
 
 /// torch.Generator("cpu") for `torch.randn(..., dtype=torch.float32)`.
-public struct TorchGenerator {
+public struct TorchGenerator: Sendable {
     private var engine: MersenneTwister
     /// The Box-Muller sine half that the scalar path keeps for the next element (next_double_normal_sample).
     private var nextDoubleNormalSample: Double?
@@ -114,7 +114,7 @@ public struct TorchGenerator {
 }
 
 /// at::mt19937: the reference MT19937 (Matsumoto/Nishimura, Cokus' state update) on 32-bit words.
-struct MersenneTwister {
+struct MersenneTwister: Sendable {
     private static let n = 624, m = 397
     private static let matrixA: UInt32 = 0x9908_B0DF
     private var state: [UInt32]
