@@ -22,7 +22,7 @@ import HotswapCore
 // another compiler, gives results that differ in the last bit for about 1% of the elements.
 
 /// torch.Generator("cpu") for `torch.randn(..., dtype=torch.float32)`.
-public struct TorchGenerator {
+public struct TorchGenerator: Sendable {
     private var engine: MersenneTwister
     /// The Box-Muller sine half that the scalar path keeps for the next element (next_double_normal_sample).
     private var nextDoubleNormalSample: Double?
@@ -114,12 +114,12 @@ public struct TorchGenerator {
 }
 
 /// at::mt19937: the reference MT19937 (Matsumoto/Nishimura, Cokus' state update) on 32-bit words.
-struct MersenneTwister {
+struct MersenneTwister: Sendable {
     private static let n = 624, m = 397
     private static let matrixA: UInt32 = 0x9908_B0DF
     private var state: [UInt32]
     private var left: Int
-    private var next: Int
+    private var position: Int
 
     init(seed: UInt64) {
         var state = [UInt32](repeating: 0, count: MersenneTwister.n)
@@ -129,14 +129,14 @@ struct MersenneTwister {
         }
         self.state = state
         left = 1
-        next = 0
+        position = 0
     }
 
     mutating func next() -> UInt32 {
         left -= 1
         if left == 0 { regenerate() }
-        var y = state[next]
-        next += 1
+        var y = state[position]
+        position += 1
         y ^= y >> 11
         y ^= (y << 7) & 0x9D2C_5680
         y ^= (y << 15) & 0xEFC6_0000
@@ -157,7 +157,7 @@ struct MersenneTwister {
             s[n - 1] = s[m - 1] ^ twist(s[n - 1], s[0])
         }
         left = n
-        next = 0
+        position = 0
     }
 }
 

@@ -32,14 +32,15 @@ public struct DDIMScheduler: Scheduler {
                                      allowsRescale: true, zeroSnrPinsLast: false)
         clipSampleRange = (config.clipSample ?? true) ? Float(config.clipSampleRange ?? 1) : nil
         finalAlphaCumprod = (config.setAlphaToOne ?? true) ? 1 : schedule.alphasCumprod[0]
-        stepRatio = numTrainTimesteps / steps
+        let ratio = numTrainTimesteps / steps
+        stepRatio = ratio
 
         let times: [Int]
         switch spacing {
         case .linspace:
             times = NumPy.linspace(0, Double(numTrainTimesteps - 1), count: steps).reversed().map { Int(NumPy.round($0)) }
         case .leading:
-            times = (0..<steps).reversed().map { $0 * stepRatio + (config.stepsOffset ?? 0) }
+            times = (0..<steps).reversed().map { $0 * ratio + (config.stepsOffset ?? 0) }
         case .trailing:
             times = NumPy.arange(Double(numTrainTimesteps), 0, step: -Double(numTrainTimesteps) / Double(steps))
                 .map { Int(NumPy.round($0)) - 1 }

@@ -39,7 +39,8 @@ public struct PNDMScheduler: Scheduler {
                                      allowsRescale: false, zeroSnrPinsLast: false)
         finalAlphaCumprod = (config.setAlphaToOne ?? false) ? 1 : schedule.alphasCumprod[0]
         skipPrkSteps = config.skipPrkSteps ?? false
-        stepRatio = numTrainTimesteps / steps
+        let ratio = numTrainTimesteps / steps
+        stepRatio = ratio
 
         // _timesteps, ascending
         let base: [Int]
@@ -47,7 +48,7 @@ public struct PNDMScheduler: Scheduler {
         case .linspace:
             base = NumPy.linspace(0, Double(numTrainTimesteps - 1), count: steps).map { Int(NumPy.round($0)) }
         case .leading:
-            base = (0..<steps).map { $0 * stepRatio + (config.stepsOffset ?? 0) }
+            base = (0..<steps).map { $0 * ratio + (config.stepsOffset ?? 0) }
         case .trailing:
             base = NumPy.arange(Double(numTrainTimesteps), 0, step: -Double(numTrainTimesteps) / Double(steps))
                 .reversed().map { Int(NumPy.round($0)) - 1 }
@@ -66,7 +67,7 @@ public struct PNDMScheduler: Scheduler {
             }
             // Each of the last four timesteps and its half-step midpoint, every value but the
             // last repeated, then trimmed at both ends: 12 Runge-Kutta evaluations, newest first.
-            let halfStep = stepRatio / 2
+            let halfStep = ratio / 2
             let pairs = base.suffix(4).flatMap { [$0, $0 + halfStep] }
             let repeated = pairs.dropLast().flatMap { [$0, $0] }
             prkTimesteps = Array(repeated.dropFirst().dropLast().reversed())
@@ -74,9 +75,9 @@ public struct PNDMScheduler: Scheduler {
         }
         let times = prkTimesteps + plms
         try checkTrainingTimesteps(times, in: schedule, scheduler: name, steps: steps)
-        if skipPrkSteps, times.count > 1, !schedule.hasIndex(times[1] + stepRatio) {
+        if skipPrkSteps, times.count > 1, !schedule.hasIndex(times[1] + ratio) {
             throw SchedulerError.scheduleOutOfRange(scheduler: name, steps: steps,
-                                                    reason: "timestep \(times[1] + stepRatio) is outside alphas_cumprod")
+                                                    reason: "timestep \(times[1] + ratio) is outside alphas_cumprod")
         }
         timesteps = times.map(Float.init)
     }

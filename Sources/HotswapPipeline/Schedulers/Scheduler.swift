@@ -11,7 +11,10 @@ import HotswapCore
 ///
 /// `stepIndex` i is the position of the current timestep in `timesteps`. Schedulers that draw noise
 /// (euler-a, lcm, sde-dpmsolver++) draw it from the same generator that made the initial latents,
-/// in diffusers' order and with the model output's shape. All work is float32 like diffusers'.
+/// in diffusers' order and with the model output's shape. All work is float32 in diffusers' operation
+/// order (numpy float64 where diffusers uses numpy). torch's CPU sqrt/log/exp come from MKL and are
+/// faithfully, not correctly, rounded, so a coefficient can differ from diffusers' by an ulp; see the
+/// tolerances in SchedulerTests.
 public protocol Scheduler {
     /// What the UNet receives, in order (diffusers' `scheduler.timesteps`).
     var timesteps: [Float] { get }
