@@ -47,7 +47,7 @@ public final class StableDiffusionModel {
                                 weights: WeightFiles.load(directory: vaeDir, baseName: "diffusion_pytorch_model"))
         let schedulerFile = directory.appendingPathComponent("scheduler/scheduler_config.json")
         schedulerConfig = try loadConfig(SchedulerConfig.self, from: schedulerFile)
-        defaultScheduler = schedulerConfig.className.flatMap { SchedulerName(className: $0) }
+        defaultScheduler = schedulerConfig.className.flatMap { try? SchedulerName(className: $0) }
 
         if unetConfig.crossAttentionDim.expanded(1)[0] != textConfig.hiddenSize {
             throw ModelLoadingError.unsupportedConfig(

@@ -53,7 +53,12 @@ public final class StableDiffusionPipeline {
     public func generate(_ request: GenerationRequest,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> GeneratedImage {
         let (width, height, schedulerName) = try resolve(request)
-        var scheduler = try makeScheduler(schedulerName, config: model.schedulerConfig, steps: request.steps)
+        // StableDiffusionPipeline.__init__ normalizes its own scheduler's config (steps_offset 1,
+        // clip_sample false); a scheduler chosen by name is built from_config of that config.
+        let ownScheduler = request.scheduler == nil || request.scheduler == model.defaultScheduler
+        let schedulerConfig = model.schedulerConfig.stableDiffusionPipelineAdjusted(
+            ownScheduler: ownScheduler ? model.defaultScheduler : nil)
+        var scheduler = try makeScheduler(schedulerName, config: schedulerConfig, steps: request.steps)
         var timings = GenerationTimings()
         let doGuidance = request.guidance > 1
 

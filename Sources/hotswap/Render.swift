@@ -58,7 +58,7 @@ struct Render: ParsableCommand {
         }
         let pngStart = Date()
         let infotext = Infotext(prompt: prompt, negativePrompt: negativePrompt ?? "", steps: steps,
-                                sampler: resolved.scheduler.samplerLabel, scheduleType: resolved.scheduler.scheduleTypeLabel,
+                                sampler: resolved.scheduler.samplerLabel,
                                 cfgScale: Double(guidance), seed: image.seed, width: image.width, height: image.height,
                                 modelName: model.name, clipSkip: clipSkip.map { $0 + 1 })
         do {
