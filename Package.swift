@@ -23,13 +23,17 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .target(name: "HotswapModels", dependencies: ["HotswapCore"]),
         .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "CPNG"]),
+        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels"]),
+        .target(name: "HotswapStore", dependencies: ["CSQLite"]),
         .executableTarget(name: "hotswap", dependencies: [
-            "HotswapPipeline", "HotswapModels", "HotswapCore",
+            "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HotswapCoreTests", dependencies: ["HotswapCore"]),
         .testTarget(name: "HotswapModelsTests", dependencies: ["HotswapModels", "HotswapCore"]),
         .testTarget(name: "HotswapPipelineTests", dependencies: ["HotswapPipeline", "HotswapModels", "HotswapCore"]),
+        .testTarget(name: "HotswapLoRATests", dependencies: ["HotswapLoRA", "HotswapPipeline", "HotswapModels", "HotswapCore"]),
+        .testTarget(name: "HotswapStoreTests", dependencies: ["HotswapStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

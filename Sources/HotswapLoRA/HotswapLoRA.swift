@@ -1,0 +1,1 @@
+// LoRA adapters: files, key mapping, cache, fuse/restore.
