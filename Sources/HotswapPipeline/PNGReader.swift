@@ -17,9 +17,11 @@ import CPNG
 // bad ancillary chunks. When a keyword repeats, the last value wins (as in PIL's `image.info`).
 
 public enum PNGReader {
-    /// Largest number of pixels decoded (64 Mpixel, 256 MB of RGBA); bigger images are refused
+    /// Largest number of pixels decoded (32 Mpixel, 128 MB of RGBA); bigger images are refused
     /// before any pixel memory is allocated.
-    public static let maxPixels = 1 << 26
+    public static let maxPixels = 1 << 25
+    /// Largest width or height decoded.
+    public static let maxDimension = 16384
 
     public static func read(_ data: Data) throws -> (width: Int, height: Int, rgb: [UInt8], text: [String: String]) {
         let (width, height, rgb) = try data.withUnsafeBytes { try decodePixels($0) }
@@ -51,6 +53,7 @@ public enum PNGReader {
     private static func decodePixels(_ bytes: UnsafeRawBufferPointer) throws -> (Int, Int, [UInt8]) {
         guard bytes.count >= 8, let base = bytes.baseAddress else { throw PNGError.decodeFailed("not a PNG (too short)") }
         guard bytes.prefix(8).elementsEqual(pngSignature) else { throw PNGError.decodeFailed("not a PNG (bad signature)") }
+        try checkChunkLengths(bytes)
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         guard png_image_begin_read_from_memory(&image, base, bytes.count) != 0 else {
@@ -59,9 +62,10 @@ public enum PNGReader {
             throw PNGError.decodeFailed(message)
         }
         let width = Int(image.width), height = Int(image.height)
-        guard width > 0, height > 0, width <= maxPixels, height <= maxPixels, width * height <= maxPixels else {
+        guard width > 0, height > 0, width <= maxDimension, height <= maxDimension, width * height <= maxPixels else {
             png_image_free(&image)
-            throw PNGError.decodeFailed("image of \(width)x\(height) pixels is larger than the limit of \(maxPixels) pixels")
+            throw PNGError.decodeFailed("image of \(width)x\(height) pixels is larger than the limits "
+                                        + "(\(maxDimension) pixels a side, \(maxPixels) pixels)")
         }
         let hasAlpha = image.format & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0
         let channels = hasAlpha ? 4 : 3
@@ -85,6 +89,24 @@ public enum PNGReader {
             }
         }
         return (width, height, rgb)
+    }
+
+    /// Every chunk must lie inside the data. libpng trusts a chunk's length field enough to
+    /// allocate that much (up to 2 GB) before finding out the data is not there; checking first
+    /// bounds any allocation for a chunk by the size of the input.
+    private static func checkChunkLengths(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 8
+        while bytes.count - offset >= 8 {
+            let length = Int(UInt32(bytes[offset]) << 24 | UInt32(bytes[offset + 1]) << 16
+                             | UInt32(bytes[offset + 2]) << 8 | UInt32(bytes[offset + 3]))
+            guard length <= bytes.count - offset - 12 else {
+                throw PNGError.decodeFailed("chunk at byte \(offset) claims \(length) bytes, past the end of the data")
+            }
+            let isEnd = bytes[offset + 4] == UInt8(ascii: "I") && bytes[offset + 5] == UInt8(ascii: "E")
+                && bytes[offset + 6] == UInt8(ascii: "N") && bytes[offset + 7] == UInt8(ascii: "D")
+            offset += 12 + length
+            if isEnd { return }
+        }
     }
 
     // MARK: Text

@@ -332,6 +332,53 @@ struct SafeTensorsValidationTests {
         }
     }
 
+    @Test("random corruption of a real file never crashes: it is rejected or every tensor reads")
+    func fuzz() throws {
+        let original = try [UInt8](Data(contentsOf: Fixtures.url("safetensors/mixed.safetensors")))
+        let headerEnd = 8 + Int(original.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        var rng = SplitMix64(seed: 2024)
+        var opened = 0, rejected = 0
+        for iteration in 0..<600 {
+            var bytes = original
+            switch iteration % 4 {
+            case 0:  // flip a few header bytes to printable ASCII (keeps it mostly JSON-like)
+                for _ in 0...(rng.next() % 3) {
+                    bytes[8 + Int(rng.next() % UInt64(headerEnd - 8))] = UInt8(32 + rng.next() % 95)
+                }
+            case 1:  // change a digit (offsets and shapes)
+                let digits = (8..<headerEnd).filter { (48...57).contains(bytes[$0]) }
+                bytes[digits[Int(rng.next() % UInt64(digits.count))]] = UInt8(48 + rng.next() % 10)
+            case 2:  // truncate
+                bytes.removeLast(Int(rng.next() % UInt64(bytes.count)))
+            default:  // corrupt the length prefix
+                bytes[Int(rng.next() % 8)] = UInt8(truncatingIfNeeded: rng.next())
+            }
+            // A new file each time, written with plain POSIX calls: rewriting one file in place
+            // (truncate + write, as Data.write does) costs ~10 ms per round on ext4 here.
+            let url = dir.file("fuzz\(iteration).safetensors")
+            defer { unlink(url.path) }
+            let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            #expect(fd >= 0)
+            #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
+            close(fd)
+            do {
+                let file = try SafeTensorsFile(url: url)
+                for name in file.names {
+                    let t = try file.tensor(name)
+                    #expect(t.count == file.infos[name]!.elementCount)
+                    _ = try file.rawBytes(name)
+                }
+                opened += 1
+            } catch is SafeTensorsError {
+                rejected += 1
+            }
+        }
+        #expect(opened + rejected == 600)
+        #expect(rejected > 100)
+    }
+
     @Test("error messages read well")
     func messageFormat() {
         let e = SafeTensorsError.offsetsOutOfBounds(file: "model.safetensors", tensor: "conv_in.weight", begin: 10, end: 20, dataSize: 16)
@@ -345,5 +392,18 @@ private extension SafeTensorsError {
         guard case let .offsetsOutOfBounds(file, _, _, _, _) = other,
               case let .offsetsOutOfBounds(_, t, b, e, d) = self else { return self }
         return .offsetsOutOfBounds(file: file, tensor: t, begin: b, end: e, dataSize: d)
+    }
+}
+
+/// Small deterministic PRNG for fuzzing.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
     }
 }

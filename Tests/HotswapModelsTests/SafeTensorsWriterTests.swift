@@ -215,3 +215,52 @@ struct SafeTensorsConversionTests {
         }
     }
 }
+
+/// Cross-check with the reference library (opt-in: HOTSWAP_PYTHON=/path/to/python with torch and
+/// safetensors): files written here load in Python with the same values and metadata.
+@Suite("SafeTensors cross-check with the Python library",
+       .enabled(if: ProcessInfo.processInfo.environment["HOTSWAP_PYTHON"] != nil))
+struct SafeTensorsPythonTests {
+    @Test("safetensors.safe_open reads our files", arguments: [SafeTensorsDType.F32, .F16, .BF16])
+    func pythonReadsOurFile(dtype: SafeTensorsDType) throws {
+        let python = ProcessInfo.processInfo.environment["HOTSWAP_PYTHON"]!
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let url = dir.file("check.safetensors")
+        let tensors: [String: Tensor] = [
+            "w": Tensor(shape: [2, 3], values: [1, -2, 0.5, 0.25, 3, -0.125]),
+            "s": Tensor(shape: [], values: [4]),
+            "e": Tensor(zeros: [0, 2]),
+        ]
+        try SafeTensorsWriter.write(tensors, metadata: ["format": "pt", "n": "猫"], to: url, dtype: dtype)
+        let script = """
+        import sys, json
+        from safetensors import safe_open
+        out = {}
+        with safe_open(sys.argv[1], "pt") as f:
+            out["metadata"] = f.metadata()
+            for k in f.keys():
+                t = f.get_tensor(k)
+                out[k] = {"dtype": str(t.dtype), "shape": list(t.shape), "values": t.float().flatten().tolist()}
+        print(json.dumps(out))
+        """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script, url.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
+        #expect(json["metadata"] as? [String: String] == ["format": "pt", "n": "猫"])
+        let torchDType = ["F32": "torch.float32", "F16": "torch.float16", "BF16": "torch.bfloat16"][dtype.rawValue]!
+        for (name, t) in tensors {
+            let entry = try #require(json[name] as? [String: Any], "\(name)")
+            #expect(entry["dtype"] as? String == torchDType)
+            #expect(entry["shape"] as? [Int] == t.shape)
+            #expect((entry["values"] as? [Double])?.map { Float($0) } == t.scalars)
+        }
+    }
+}

@@ -138,6 +138,35 @@ struct PNGTests {
         }
     }
 
+    @Test("random corruption never crashes: an error, or an image of the right size")
+    func fuzz() throws {
+        let good = [UInt8](try PNGWriter.encode(rgb: pattern(width: 40, height: 30), width: 40, height: 30,
+                                                 text: [("parameters", "a cat, 猫"), ("k", "v")]))
+        var state: UInt64 = 99
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        var decoded = 0, rejected = 0
+        for iteration in 0..<600 {
+            var bytes = good
+            if iteration % 3 == 2 {
+                bytes.removeLast(next() % bytes.count)
+            } else {
+                for _ in 0...(next() % 4) { bytes[next() % bytes.count] = UInt8(truncatingIfNeeded: next()) }
+            }
+            do {
+                let image = try PNGReader.read(Data(bytes))
+                #expect(image.rgb.count == image.width * image.height * 3)
+                decoded += 1
+            } catch is PNGError {
+                rejected += 1
+            }
+        }
+        #expect(decoded + rejected == 600)
+        #expect(rejected > 100)
+    }
+
     @Test("a PNG missing only its IEND chunk still decodes (libpng stops after the last row, like PIL)")
     func missingIEND() throws {
         let rgb = pattern(width: 16, height: 16)
@@ -167,6 +196,7 @@ struct PNGTests {
             Issue.record("expected an error")
         } catch let error as PNGError {
             #expect(error.description.contains("1000000x1000000"))
+            #expect(error.description.contains("larger than the limits"))
         }
     }
 
@@ -218,5 +248,43 @@ struct PNGTests {
         }
         #expect(chunk(ours, "iTXt") == chunk(data, "iTXt"))
         #expect(chunk(ours, "tEXt") == chunk(data, "tEXt"))
+    }
+}
+
+/// Cross-check with Pillow (opt-in: HOTSWAP_PYTHON=/path/to/python with PIL installed): PIL opens
+/// our PNG and sees the same pixels and the same `parameters` text (tEXt and iTXt).
+@Suite("PNG cross-check with PIL", .enabled(if: ProcessInfo.processInfo.environment["HOTSWAP_PYTHON"] != nil))
+struct PNGPILTests {
+    @Test("PIL reads our PNG")
+    func pilReadsOurPNG() throws {
+        let python = ProcessInfo.processInfo.environment["HOTSWAP_PYTHON"]!
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let url = dir.url.appendingPathComponent("check.png")
+        let rgb = pattern(width: 33, height: 7)
+        let prompt = "a cat 猫, 🎩\nSteps: 20, Sampler: Euler a"
+        try PNGWriter.write(rgb: rgb, width: 33, height: 7, text: [("parameters", prompt), ("Software", "café")], to: url)
+        let script = """
+        import sys, json
+        from PIL import Image
+        im = Image.open(sys.argv[1]); im.load()
+        print(json.dumps({"size": list(im.size), "mode": im.mode, "rgb": list(im.tobytes()), "info": {k: v for k, v in im.info.items() if isinstance(v, str)}}))
+        """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script, url.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        struct Result: Decodable { let size: [Int]; let mode: String; let rgb: [UInt8]; let info: [String: String] }
+        let result = try JSONDecoder().decode(Result.self, from: output)
+        #expect(result.size == [33, 7])
+        #expect(result.mode == "RGB")
+        #expect(result.rgb == rgb)
+        #expect(result.info["parameters"] == prompt)
+        #expect(result.info["Software"] == "café")
     }
 }
