@@ -38,7 +38,7 @@ public enum Attention {
                     for r in 0..<rows {
                         // A causal row i sees keys 0...i; the rest get probability 0.
                         let visible = causal ? min(keyLength, firstRow + r + 1) : keyLength
-                        softmaxRow(scores + r * keyLength, visible: visible, count: keyLength)
+                        Softmax.row(scores + r * keyLength, visible: visible, count: keyLength)
                     }
                     BLAS.sgemm(m: rows, n: headDim, k: keyLength,
                                a: scores, lda: keyLength,
@@ -49,27 +49,5 @@ public enum Attention {
             }
         }
         return output
-    }
-
-    /// Softmax over the first `visible` entries of a row; entries past it are set to 0.
-    @inline(__always)
-    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, visible: Int, count: Int) {
-        var maximum = -Float.infinity
-        for i in 0..<visible { maximum = max(maximum, row[i]) }
-        for i in 0..<visible { row[i] -= maximum }
-        Softmax.expInPlace(row, count: visible)
-        var sum: Float = 0
-        for i in 0..<visible { sum += row[i] }
-        let inverse = 1 / sum
-        for i in 0..<visible { row[i] *= inverse }
-        if visible < count { (row + visible).update(repeating: 0, count: count - visible) }
-    }
-}
-
-public enum Softmax {
-    /// x = exp(x), vectorized.
-    @inline(__always)
-    public static func expInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        Activations.map(x, count: count) { vexp($0) }
     }
 }

@@ -101,7 +101,8 @@ import Testing
         let inputs = stride(from: -100.0, through: 88.0, by: 0.37).map { Float($0) }
         var worst: Float = 0
         for x in inputs {
-            let got = vexp(FloatVector(repeating: x))[0]
+            var got = x
+            Softmax.expInPlace(&got, count: 1)
             let want = Foundation.exp(x)
             if want > 1e-30 { worst = max(worst, abs(got - want) / want) }
             else { #expect(got < 1e-30) }

@@ -67,13 +67,7 @@ public final class BasicTransformerBlock {
         let inner = x.shape.last! / 2
         let rows = x.count / (2 * inner)
         let y = Tensor(zeros: Array(x.shape.dropLast()) + [inner])
-        for r in 0..<rows {
-            let hidden = x.data + r * 2 * inner, gate = hidden + inner
-            let out = y.data + r * inner
-            out.update(from: gate, count: inner)
-            Activations.gelu(out, count: inner)
-            for i in 0..<inner { out[i] *= hidden[i] }
-        }
+        Activations.geglu(x.data, into: y.data, rows: rows, inner: inner)
         return y
     }
 }

@@ -1,0 +1,47 @@
+// Picks the widest kernel set this CPU supports, once, at first use.
+#include "ckernels.h"
+
+#define DECLARE(ret, name, params) \
+    ret name##_avx512 params; ret name##_avx2 params; ret name##_baseline params;
+DECLARE(void, hs_exp, (float *x, ptrdiff_t n))
+DECLARE(void, hs_silu, (float *x, ptrdiff_t n))
+DECLARE(void, hs_quick_gelu, (float *x, ptrdiff_t n))
+DECLARE(void, hs_gelu, (float *x, ptrdiff_t n))
+DECLARE(void, hs_gelu_tanh, (float *x, ptrdiff_t n))
+DECLARE(void, hs_geglu, (const float *x, float *y, ptrdiff_t rows, ptrdiff_t inner))
+DECLARE(void, hs_softmax_row, (float *row, ptrdiff_t visible, ptrdiff_t count))
+DECLARE(void, hs_group_norm, (const float *x, float *y, ptrdiff_t batch, ptrdiff_t channels, ptrdiff_t spatial,
+                              ptrdiff_t groups, const float *gamma, const float *beta, float epsilon, int silu))
+DECLARE(void, hs_layer_norm, (const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
+                              const float *gamma, const float *beta, float epsilon))
+
+static int isa_level(void) {
+    static int level = -1;
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) ? 2
+              : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+    }
+    return level;
+}
+
+int hs_isa_level(void) { return isa_level(); }
+
+#define DISPATCH(name, args) \
+    switch (isa_level()) { case 2: name##_avx512 args; return; case 1: name##_avx2 args; return; default: name##_baseline args; return; }
+
+void hs_exp(float *x, ptrdiff_t n) { DISPATCH(hs_exp, (x, n)) }
+void hs_silu(float *x, ptrdiff_t n) { DISPATCH(hs_silu, (x, n)) }
+void hs_quick_gelu(float *x, ptrdiff_t n) { DISPATCH(hs_quick_gelu, (x, n)) }
+void hs_gelu(float *x, ptrdiff_t n) { DISPATCH(hs_gelu, (x, n)) }
+void hs_gelu_tanh(float *x, ptrdiff_t n) { DISPATCH(hs_gelu_tanh, (x, n)) }
+void hs_geglu(const float *x, float *y, ptrdiff_t rows, ptrdiff_t inner) { DISPATCH(hs_geglu, (x, y, rows, inner)) }
+void hs_softmax_row(float *row, ptrdiff_t visible, ptrdiff_t count) { DISPATCH(hs_softmax_row, (row, visible, count)) }
+void hs_group_norm(const float *x, float *y, ptrdiff_t batch, ptrdiff_t channels, ptrdiff_t spatial,
+                   ptrdiff_t groups, const float *gamma, const float *beta, float epsilon, int silu) {
+    DISPATCH(hs_group_norm, (x, y, batch, channels, spatial, groups, gamma, beta, epsilon, silu))
+}
+void hs_layer_norm(const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
+                   const float *gamma, const float *beta, float epsilon) {
+    DISPATCH(hs_layer_norm, (x, y, rows, columns, gamma, beta, epsilon))
+}

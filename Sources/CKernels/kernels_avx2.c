@@ -1,0 +1,5 @@
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#define VW 8
+#define ISA(name) name##_avx2
+#include "kernels_impl.h"
+#pragma clang attribute pop

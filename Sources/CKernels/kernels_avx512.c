@@ -1,0 +1,5 @@
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx2,fma"))), apply_to = function)
+#define VW 16
+#define ISA(name) name##_avx512
+#include "kernels_impl.h"
+#pragma clang attribute pop

@@ -1,0 +1,3 @@
+#define VW 4
+#define ISA(name) name##_baseline
+#include "kernels_impl.h"
