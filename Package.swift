@@ -35,6 +35,7 @@ let package = Package(
         .testTarget(name: "HotswapPipelineTests", dependencies: ["HotswapPipeline", "HotswapModels", "HotswapCore"]),
         .testTarget(name: "HotswapLoRATests", dependencies: ["HotswapLoRA", "HotswapPipeline", "HotswapModels", "HotswapCore"]),
         .testTarget(name: "HotswapStoreTests", dependencies: ["HotswapStore"]),
+        .testTarget(name: "HotswapCLITests", dependencies: ["hotswap", "HotswapPipeline"]),
     ],
     swiftLanguageModes: [.v5]
 )

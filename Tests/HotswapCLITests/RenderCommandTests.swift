@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+import HotswapPipeline
+
+/// Runs the built `hotswap` binary the way a user does and checks exit status, the one-line
+/// error, and that a failed render leaves no PNG behind.
+@Suite struct RenderCommandTests {
+    static let fixtures = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+    static let model = fixtures.appendingPathComponent("models/sd1-tiny").path
+
+    /// The hotswap executable next to this test binary (SwiftPM builds both into one folder).
+    static var binary: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("hotswap")
+    }
+
+    struct Result { let status: Int32; let stderr: String }
+
+    func run(_ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = Pipe()
+        try process.run()
+        let data = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, stderr: String(decoding: data, as: UTF8.self))
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("hotswap-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test func rendersPNGWithInfotext() throws {
+        let dir = try temporaryDirectory()
+        let out = dir.appendingPathComponent("cat.png")
+        let result = try run(["render", "--model", Self.model, "--prompt", "a red circle", "--steps", "2",
+                              "--seed", "7", "--scheduler", "euler-a", "--out", out.path, "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let png = try PNGReader.read(url: out)
+        #expect(png.width == 64 && png.height == 64)
+        let parameters = try #require(png.text["parameters"])
+        #expect(parameters.contains("Steps: 2, Sampler: Euler a"))
+        #expect(parameters.contains("Seed: 7"))
+    }
+
+    @Test(arguments: [
+        (["--steps", "0"], "steps"),
+        (["--steps", "1001"], "steps"),
+        (["--width", "65"], "width"),
+        (["--height", "0"], "height"),
+        (["--scheduler", "heun-x"], "unknown scheduler 'heun-x'"),
+        (["--clip-skip", "9"], "clip_skip"),
+        (["--guidance", "nan"], "guidance"),
+    ])
+    func rejectsBadInput(extra: [String], mentions: String) throws {
+        let dir = try temporaryDirectory()
+        let out = dir.appendingPathComponent("out.png")
+        let result = try run(["render", "--model", Self.model, "--prompt", "x", "--out", out.path, "--quiet"] + extra)
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(mentions), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    @Test func missingModelFolder() throws {
+        let dir = try temporaryDirectory()
+        let result = try run(["render", "--model", dir.appendingPathComponent("nope").path, "--prompt", "x",
+                              "--out", dir.appendingPathComponent("o.png").path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("nope"), "\(result.stderr)")
+    }
+
+    @Test func corruptWeightsNameTheFileAndLeaveNoPNG() throws {
+        let dir = try temporaryDirectory()
+        let copy = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Self.model), to: copy)
+        let weights = copy.appendingPathComponent("unet/diffusion_pytorch_model.safetensors")
+        let data = try Data(contentsOf: weights)
+        try data.prefix(data.count / 2).write(to: weights)
+        let out = dir.appendingPathComponent("o.png")
+        let result = try run(["render", "--model", copy.path, "--prompt", "x", "--out", out.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("diffusion_pytorch_model.safetensors"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
+    @Test func missingOutputFolder() throws {
+        let dir = try temporaryDirectory()
+        let result = try run(["render", "--model", Self.model, "--prompt", "x",
+                              "--out", dir.appendingPathComponent("no/such/dir/o.png").path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("does not exist"), "\(result.stderr)")
+    }
+}
