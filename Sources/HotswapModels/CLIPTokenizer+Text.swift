@@ -68,6 +68,14 @@ extension CLIPTokenizer {
     /// tables: a scalar assigned later has no combining class, decomposition or composition there.
     static let nfcUnicodeVersion = (major: 9, minor: 0)
 
+    /// The only scalars with combining class 0 whose decomposition starts with a non-starter.
+    /// The standard library's NFC decomposes them but does not reorder the marks that result
+    /// ("\u{345}\u{F73}" stays U+0345 U+0F71 U+0F72); given decomposed, it does (U+0F71 U+0F72
+    /// U+0345, as tokenizers and Python give). They never recompose (composition exclusions).
+    private static let tibetanVowelSigns: [UInt32: [Unicode.Scalar]] = [
+        0x0F73: ["\u{0F71}", "\u{0F72}"], 0x0F75: ["\u{0F71}", "\u{0F74}"], 0x0F81: ["\u{0F71}", "\u{0F80}"],
+    ]
+
     /// NFC as the tokenizers library computes it. A scalar newer than `nfcUnicodeVersion` is, to
     /// those tables, a starter that never composes: it splits the text into runs normalized
     /// separately. Within a run, the current tables agree with Unicode 9.0 (normalization
@@ -78,14 +86,6 @@ extension CLIPTokenizer {
     /// underscored; Foundation builds on it). Foundation's `precomposedStringWithCanonicalMapping`
     /// is not used: on Linux (Swift 6.3) it gets Hangul wrong, e.g. U+AC54 U+11BE stays two
     /// scalars instead of U+AC6B, and U+1113 U+1161 becomes U+D7A4.
-    /// The only scalars with combining class 0 whose decomposition starts with a non-starter.
-    /// The standard library's NFC decomposes them but does not reorder the marks that result
-    /// ("\u{345}\u{F73}" stays U+0345 U+0F71 U+0F72); given decomposed, it does (U+0F71 U+0F72
-    /// U+0345, as tokenizers and Python give). They never recompose (composition exclusions).
-    private static let tibetanVowelSigns: [UInt32: [Unicode.Scalar]] = [
-        0x0F73: ["\u{0F71}", "\u{0F72}"], 0x0F75: ["\u{0F71}", "\u{0F74}"], 0x0F81: ["\u{0F71}", "\u{0F80}"],
-    ]
-
     static func nfc<C: Collection>(_ scalars: C) -> [Unicode.Scalar] where C.Element == Unicode.Scalar {
         // Scalars below U+0300 are NFC-stable and never compose with a following one below U+0300.
         guard scalars.contains(where: { $0.value >= 0x300 }) else { return Array(scalars) }
