@@ -27,13 +27,24 @@ private struct IDFixtures: Decodable {
         var ids: [Int]
         var text: String
     }
+    struct Random: Decodable {
+        var texts: [String]
+        var clip: [[Int]]
+        var clipPadBang: [[Int]]
+        var clipDecode: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case texts, clip, clipPadBang = "clip-pad-bang", clipDecode = "clip_decode"
+        }
+    }
     var transformers: String
     var folders: [String: Folder]
     var decode: [DecodeCase]
+    var random: Random
 }
 
 private enum Loaded {
-    static let fixtures: IDFixtures? = try? Fixtures.json("tokenizer/ids.json")
+    static let fixtures = Result<IDFixtures, Error> { try Fixtures.json("tokenizer/ids.json") }
 
     static let tokenizers: [String: Result<CLIPTokenizer, Error>] = {
         var out: [String: Result<CLIPTokenizer, Error>] = [:]
@@ -103,7 +114,7 @@ private func loadError(_ setUp: (URL) throws -> Void) throws -> CLIPTokenizerErr
 
     @Test(arguments: folderNames)
     func matchesTransformers(folder: String) throws {
-        let fixtures = try #require(Loaded.fixtures, "Tests/Fixtures/tokenizer/ids.json")
+        let fixtures = try Loaded.fixtures.get()
         let expected = try #require(fixtures.folders[folder])
         let tokenizer = try #require(try Loaded.tokenizers[folder]?.get())
         #expect(tokenizer.maxLength == expected.max_length)
@@ -115,7 +126,8 @@ private func loadError(_ setUp: (URL) throws -> Void) throws -> CLIPTokenizerErr
             #expect(tokenizer.encode(c.text) == c.encode, "encode \(folder) \(c.text.debugDescription)")
             #expect(tokenizer.tokenize(c.text) == c.tokenize, "tokenize \(folder) \(c.text.debugDescription)")
             #expect(tokenizer.untruncatedCount(c.text) == c.untruncated_count, "count \(folder) \(c.text.debugDescription)")
-            #expect(tokenizer.truncatedText(c.text) == c.removed_text, "removed text \(folder) \(c.text.debugDescription)")
+            #expect(tokenizer.truncatedText(c.text).map { Array($0.unicodeScalars) } == c.removed_text.map { Array($0.unicodeScalars) },
+                    "removed text \(folder) \(c.text.debugDescription)")
         }
     }
 
@@ -133,10 +145,26 @@ private func loadError(_ setUp: (URL) throws -> Void) throws -> CLIPTokenizerErr
     }
 
     @Test func decodeMatchesTransformers() throws {
-        let fixtures = try #require(Loaded.fixtures)
+        let fixtures = try Loaded.fixtures.get()
         let tokenizer = try #require(try Loaded.tokenizers["clip"]?.get())
         for c in fixtures.decode {
-            #expect(tokenizer.decode(c.ids) == c.text, "decode \(c.ids)")
+            #expect(Array(tokenizer.decode(c.ids).unicodeScalars) == Array(c.text.unicodeScalars), "decode \(c.ids)")
+        }
+    }
+
+    /// 300 random strings mixing scripts, combining marks, Hangul jamo, special-token fragments,
+    /// apostrophes, '!' and odd whitespace (Scripts/fixtures/tokenizer.py, random_texts).
+    @Test func randomStringsMatchTransformers() throws {
+        let random = try Loaded.fixtures.get().random
+        let sd1 = try #require(try Loaded.tokenizers["clip"]?.get())
+        let sd2 = try #require(try Loaded.tokenizers["clip-pad-bang"]?.get())
+        #expect(random.texts.count == 300)
+        for (i, text) in random.texts.enumerated() {
+            #expect(sd1.encode(text) == random.clip[i], "SD1 \(text.debugDescription)")
+            #expect(sd2.encode(text) == random.clipPadBang[i], "SD2 \(text.debugDescription)")
+            // Compared scalar by scalar: String == would treat canonically equivalent texts as equal.
+            #expect(Array(sd1.decode(random.clip[i]).unicodeScalars) == Array(random.clipDecode[i].unicodeScalars),
+                    "decode \(text.debugDescription)")
         }
     }
 
@@ -184,7 +212,7 @@ private func loadError(_ setUp: (URL) throws -> Void) throws -> CLIPTokenizerErr
     }
 
     @Test func concurrentUseGivesTheSameIDs() async throws {
-        let fixtures = try #require(Loaded.fixtures)
+        let fixtures = try Loaded.fixtures.get()
         let tokenizer = try #require(try Loaded.tokenizers["clip"]?.get())
         let texts = try #require(fixtures.folders["clip"]).cases.map(\.text)
         let serial = texts.map { tokenizer.tokenize($0) }
