@@ -80,9 +80,18 @@ struct TokenTable: Sendable {
 
     func id(of key: String) -> Int32? { id(of: Array(key.utf8)) }
 
-    /// (bytes, id) of every entry, in file order.
-    func forEachEntry(_ body: (ArraySlice<UInt8>, Int32) -> Void) {
-        for e in 0..<entryIDs.count { body(storage[starts[e]..<starts[e + 1]], entryIDs[e]) }
+    /// The token with `id` (the last one in file order if several share it), via `reverseIndex()`.
+    func bytes(ofID id: Int32, in index: [Int32: Int32]) -> ArraySlice<UInt8>? {
+        guard let entry = index[id] else { return nil }
+        return storage[starts[Int(entry)]..<starts[Int(entry) + 1]]
+    }
+
+    /// id -> entry index.
+    func reverseIndex() -> [Int32: Int32] {
+        var index: [Int32: Int32] = [:]
+        index.reserveCapacity(entryIDs.count)
+        for (entry, id) in entryIDs.enumerated() { index[id] = Int32(entry) }
+        return index
     }
 }
 
@@ -129,15 +138,18 @@ extension CLIPTokenizer {
                 defer { lineStart = next }
                 let line = UnsafeBufferPointer(rebasing: bytes[lineStart..<lineEnd])
                 if line.count >= version.count && line.starts(with: version) { continue }
-                var spaces: [Int] = []
-                for (k, byte) in line.enumerated() where byte == 0x20 { spaces.append(k) }
-                guard spaces.count == 1 else {
+                var spaceCount = 0, space = 0
+                for k in 0..<line.count where line[k] == 0x20 {
+                    if spaceCount == 0 { space = k }
+                    spaceCount += 1
+                }
+                guard spaceCount == 1 else {
                     throw CLIPTokenizerError.malformedMerges(
                         file: file, line: lineNumber,
-                        reason: "expected two tokens separated by one space, found \(spaces.count + 1) parts")
+                        reason: "expected two tokens separated by one space, found \(spaceCount + 1) parts")
                 }
-                let left = UnsafeBufferPointer(rebasing: line[0..<spaces[0]])
-                let right = UnsafeBufferPointer(rebasing: line[(spaces[0] + 1)...])
+                let left = UnsafeBufferPointer(rebasing: line[0..<space])
+                let right = UnsafeBufferPointer(rebasing: line[(space + 1)...])
                 func lookup(_ token: UnsafeBufferPointer<UInt8>) throws -> Int32 {
                     if let id = vocab.id(of: token) { return id }
                     throw CLIPTokenizerError.malformedMerges(

@@ -2,7 +2,7 @@ import Foundation
 
 // Text handling before BPE, mirroring the `tokenizers` pipeline transformers 5 builds for CLIP:
 //   added tokens (split out of the raw text, or of the normalized text for normalized=true ones)
-//   normalizer:    NFC, then `\s+` -> " ", then per-character lowercase
+//   normalizer:    NFC (Unicode 9.0 tables), then `\s+` -> " ", then per-character lowercase
 //   pre-tokenizer: Split(`<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+`,
 //                  invert, removed), then ByteLevel (GPT-2 regex; only changes the two literal
 //                  special-token pieces: "<|", "endoftext", "|>")
@@ -18,7 +18,8 @@ enum ScalarClass: UInt8 {
 
 extension CLIPTokenizer {
     /// The tokenizers wheel's Oniguruma has Unicode 16.0 tables; scalars assigned later (which the
-    /// Swift runtime may already know as letters or numbers) are unassigned, hence "other", there.
+    /// Swift runtime may already know as letters or numbers: Swift 6.3 has Unicode 17.0) are
+    /// unassigned, hence "other", there. Checked against every scalar by the unicode.json test.
     static let regexUnicodeVersion = (major: 16, minor: 0)
 
     private static let asciiClasses: [ScalarClass] = (0..<128).map { value -> ScalarClass in
@@ -30,14 +31,19 @@ extension CLIPTokenizer {
         }
     }
 
+    /// Whether the scalar was assigned by `regexUnicodeVersion` (the regex crate that checks
+    /// single_word added tokens is at Unicode 16.0 too).
+    static func isKnownToRegexTables(_ properties: Unicode.Scalar.Properties) -> Bool {
+        guard let age = properties.age else { return false }
+        return age.major < regexUnicodeVersion.major
+            || (age.major == regexUnicodeVersion.major && age.minor <= regexUnicodeVersion.minor)
+    }
+
     static func scalarClass(_ scalar: Unicode.Scalar) -> ScalarClass {
         if scalar.value < 0x80 { return asciiClasses[Int(scalar.value)] }
         let properties = scalar.properties
         if properties.isWhitespace { return .whitespace }
-        guard let age = properties.age,
-              age.major < regexUnicodeVersion.major
-                || (age.major == regexUnicodeVersion.major && age.minor <= regexUnicodeVersion.minor)
-        else { return .other }
+        guard isKnownToRegexTables(properties) else { return .other }
         switch properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return .letter
         case .decimalNumber, .letterNumber, .otherNumber: return .number
@@ -58,13 +64,52 @@ extension CLIPTokenizer {
         }
     }
 
-    /// NFC of a run of scalars. Every scalar below U+0300 is NFC-stable and never composes with a
-    /// following scalar below U+0300, so such runs are returned as they are.
+    /// The tokenizers library's NFC (its unicode-normalization-alignments crate) has Unicode 9.0
+    /// tables: a scalar assigned later has no combining class, decomposition or composition there.
+    static let nfcUnicodeVersion = (major: 9, minor: 0)
+
+    /// The only scalars with combining class 0 whose decomposition starts with a non-starter.
+    /// The standard library's NFC decomposes them but does not reorder the marks that result
+    /// ("\u{345}\u{F73}" stays U+0345 U+0F71 U+0F72); given decomposed, it does (U+0F71 U+0F72
+    /// U+0345, as tokenizers and Python give). They never recompose (composition exclusions).
+    private static let tibetanVowelSigns: [UInt32: [Unicode.Scalar]] = [
+        0x0F73: ["\u{0F71}", "\u{0F72}"], 0x0F75: ["\u{0F71}", "\u{0F74}"], 0x0F81: ["\u{0F71}", "\u{0F80}"],
+    ]
+
+    /// NFC as the tokenizers library computes it. A scalar newer than `nfcUnicodeVersion` is, to
+    /// those tables, a starter that never composes: it splits the text into runs normalized
+    /// separately. Within a run, the current tables agree with Unicode 9.0 (normalization
+    /// stability: combining classes and decompositions of assigned scalars never change, and no
+    /// new composition joins two older scalars).
+    ///
+    /// The runs go through the standard library's normalizer (`_nfcCodeUnits`, public though
+    /// underscored; Foundation builds on it). Foundation's `precomposedStringWithCanonicalMapping`
+    /// is not used: on Linux (Swift 6.3) it gets Hangul wrong, e.g. U+AC54 U+11BE stays two
+    /// scalars instead of U+AC6B, and U+1113 U+1161 becomes U+D7A4.
     static func nfc<C: Collection>(_ scalars: C) -> [Unicode.Scalar] where C.Element == Unicode.Scalar {
+        // Scalars below U+0300 are NFC-stable and never compose with a following one below U+0300.
         guard scalars.contains(where: { $0.value >= 0x300 }) else { return Array(scalars) }
-        var string = ""
-        string.unicodeScalars.append(contentsOf: scalars)
-        return Array(string.precomposedStringWithCanonicalMapping.unicodeScalars)
+        var out: [Unicode.Scalar] = []
+        out.reserveCapacity(scalars.count)
+        var run = ""
+        func flush() {
+            guard !run.isEmpty else { return }
+            out.append(contentsOf: String(decoding: run._nfcCodeUnits, as: UTF8.self).unicodeScalars)
+            run = ""
+        }
+        for scalar in scalars {
+            if scalar.value >= 0x300, let age = scalar.properties.age,
+               age.major > nfcUnicodeVersion.major || (age.major == nfcUnicodeVersion.major && age.minor > nfcUnicodeVersion.minor) {
+                flush()
+                out.append(scalar)
+            } else if let decomposed = tibetanVowelSigns[scalar.value] {
+                run.unicodeScalars.append(contentsOf: decomposed)
+            } else {
+                run.unicodeScalars.append(scalar)
+            }
+        }
+        flush()
+        return out
     }
 
     /// The CLIP normalizer: NFC, runs of whitespace -> one space, lowercase.
@@ -169,6 +214,7 @@ struct AddedTokenMatcher: Sendable {
     /// regex crate `\w`: Alphabetic, marks, decimal numbers, connector punctuation, Join_Control.
     static func isWordScalar(_ scalar: Unicode.Scalar) -> Bool {
         let properties = scalar.properties
+        guard CLIPTokenizer.isKnownToRegexTables(properties) else { return false }
         if properties.isAlphabetic || properties.isJoinControl { return true }
         switch properties.generalCategory {
         case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true

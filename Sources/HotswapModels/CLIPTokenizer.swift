@@ -64,8 +64,9 @@ public struct CLIPTokenizer: Sendable {
     let byteEndIDs: [Int32]
     let rawAddedTokens: AddedTokenMatcher
     let normalizedAddedTokens: AddedTokenMatcher
-    /// Text of every id (vocab tokens, then added tokens over them), for `decode`.
-    let idTokens: [Int32: [UInt8]]
+    /// id -> vocab entry, and the text of added tokens (which take precedence), for `decode`.
+    let vocabIndex: [Int32: Int32]
+    let addedTokenTexts: [Int32: [UInt8]]
     let cache = BPECache()
 
     /// Loads vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json from
@@ -86,9 +87,7 @@ public struct CLIPTokenizer: Sendable {
         }
 
         // Added tokens: ids, then one matcher for the raw text and one for the normalized text.
-        var idTokens: [Int32: [UInt8]] = [:]
-        idTokens.reserveCapacity(vocab.count + config.addedTokens.count)
-        vocab.forEachEntry { bytes, id in idTokens[id] = Array(bytes) }
+        var addedTokenTexts: [Int32: [UInt8]] = [:]
         var raw = AddedTokenMatcher(), normalized = AddedTokenMatcher()
         for entry in config.addedTokens {
             let id: Int32
@@ -99,7 +98,7 @@ public struct CLIPTokenizer: Sendable {
             } else {
                 throw CLIPTokenizerError.tokenNotInVocabulary(file: entry.file, key: entry.key, token: entry.token.content)
             }
-            idTokens[id] = Array(entry.token.content.utf8)
+            addedTokenTexts[id] = Array(entry.token.content.utf8)
             if entry.token.normalized {
                 let pattern = Self.normalize(entry.token.content.unicodeScalars)
                 if !pattern.isEmpty {
@@ -133,7 +132,8 @@ public struct CLIPTokenizer: Sendable {
         self.byteEndIDs = byteEndIDs
         self.rawAddedTokens = raw
         self.normalizedAddedTokens = normalized
-        self.idTokens = idTokens
+        self.vocabIndex = vocab.reverseIndex()
+        self.addedTokenTexts = addedTokenTexts
     }
 
     /// The BPE ids of `text`, without BOS/EOS, untruncated.
@@ -182,7 +182,9 @@ public struct CLIPTokenizer: Sendable {
     public func decode(_ ids: [Int]) -> String {
         var bytes: [UInt8] = []
         for id in ids {
-            guard id >= 0, id <= Self.maxTokenID, let token = idTokens[Int32(id)] else { continue }
+            guard id >= 0, id <= Self.maxTokenID,
+                  let token = addedTokenTexts[Int32(id)].map(ArraySlice.init) ?? vocab.bytes(ofID: Int32(id), in: vocabIndex)
+            else { continue }
             var decoded: [UInt8] = []
             decoded.reserveCapacity(token.count)
             var allMapped = true
@@ -191,7 +193,7 @@ public struct CLIPTokenizer: Sendable {
                 guard value < Self.unicodeToByte.count, Self.unicodeToByte[value] >= 0 else { allMapped = false; break }
                 decoded.append(UInt8(Self.unicodeToByte[value]))
             }
-            bytes.append(contentsOf: allMapped ? decoded : token)
+            if allMapped { bytes.append(contentsOf: decoded) } else { bytes.append(contentsOf: token) }
         }
         // "</w>" -> " " (ASCII, so doing it on the bytes equals doing it on the decoded text).
         var replaced: [UInt8] = []
@@ -238,8 +240,9 @@ public struct CLIPTokenizer: Sendable {
     }
 
     /// BPE of one pre-token's UTF-8 bytes: start from the byte-level characters (the last one with
-    /// "</w>"), then repeatedly merge the adjacent pair of lowest rank, leftmost first (what the
-    /// tokenizers library's priority queue does).
+    /// "</w>"), then merge adjacent pairs lowest rank first, leftmost first among equal ranks, the
+    /// way the tokenizers library's `Word::merge_all` does (a min-heap of (rank, position), stale
+    /// entries skipped when the pair there no longer yields the same token).
     func bpe(_ word: [UInt8], into ids: inout [Int32]) {
         if let cached = cache[word] { ids.append(contentsOf: cached); return }
         var symbols: [Int32] = []
@@ -252,24 +255,46 @@ public struct CLIPTokenizer: Sendable {
                 symbols.append(Int32(unk))
             }
         }
-        func merge(_ left: Int32, _ right: Int32) -> UInt64 {
-            merges[UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))] ?? .max
-        }
-        if symbols.count > 1 {
-            var pairs = (0..<(symbols.count - 1)).map { merge(symbols[$0], symbols[$0 + 1]) }
-            while true {
-                var best = 0
-                for p in 1..<max(pairs.count, 1) where pairs[p] >> 32 < pairs[best] >> 32 { best = p }
-                guard !pairs.isEmpty, pairs[best] != .max else { break }
-                symbols[best] = Int32(truncatingIfNeeded: pairs[best] & 0xFFFF_FFFF)
-                symbols.remove(at: best + 1)
-                pairs.remove(at: best)
-                if best > 0 { pairs[best - 1] = merge(symbols[best - 1], symbols[best]) }
-                if best < pairs.count { pairs[best] = merge(symbols[best], symbols[best + 1]) }
-            }
-        }
+        if symbols.count > 1 { mergeAll(&symbols) }
         cache[word] = symbols
         ids.append(contentsOf: symbols)
+    }
+
+    private func merge(_ left: Int32, _ right: Int32) -> UInt64? {
+        merges[UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))]
+    }
+
+    private func mergeAll(_ symbols: inout [Int32]) {
+        let n = symbols.count
+        var next = [Int](1...n), previous = [Int](-1..<(n - 1))
+        next[n - 1] = -1
+        var alive = [Bool](repeating: true, count: n)
+        // Heap entries: (rank << 32 | position, merged id); smallest first.
+        var heap = MinHeap()
+        for p in 0..<(n - 1) {
+            if let m = merge(symbols[p], symbols[p + 1]) { heap.push(key: m & 0xFFFF_FFFF_0000_0000 | UInt64(p), value: Int32(truncatingIfNeeded: m)) }
+        }
+        while let (key, mergedID) = heap.pop() {
+            let p = Int(key & 0xFFFF_FFFF)
+            guard alive[p], next[p] >= 0 else { continue }
+            let q = next[p]
+            guard let current = merge(symbols[p], symbols[q]), Int32(truncatingIfNeeded: current) == mergedID else { continue }
+            symbols[p] = mergedID
+            alive[q] = false
+            next[p] = next[q]
+            if next[q] >= 0 { previous[next[q]] = p }
+            if previous[p] >= 0, let m = merge(symbols[previous[p]], symbols[p]) {
+                heap.push(key: m & 0xFFFF_FFFF_0000_0000 | UInt64(previous[p]), value: Int32(truncatingIfNeeded: m))
+            }
+            if next[p] >= 0, let m = merge(symbols[p], symbols[next[p]]) {
+                heap.push(key: m & 0xFFFF_FFFF_0000_0000 | UInt64(p), value: Int32(truncatingIfNeeded: m))
+            }
+        }
+        var out: [Int32] = []
+        out.reserveCapacity(n)
+        var p = 0
+        while p >= 0 { out.append(symbols[p]); p = next[p] }
+        symbols = out
     }
 
     // MARK: - Byte-level alphabet (GPT-2's bytes_to_unicode)
@@ -294,6 +319,47 @@ public struct CLIPTokenizer: Sendable {
         for (byte, scalar) in byteToUnicode.enumerated() { table[Int(scalar.value)] = Int16(byte) }
         return table
     }()
+}
+
+/// A binary min-heap of (key, value) pairs ordered by key.
+struct MinHeap {
+    private var keys: [UInt64] = []
+    private var values: [Int32] = []
+
+    mutating func push(key: UInt64, value: Int32) {
+        keys.append(key)
+        values.append(value)
+        var child = keys.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard keys[child] < keys[parent] else { break }
+            keys.swapAt(child, parent)
+            values.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (UInt64, Int32)? {
+        guard let top = keys.first else { return nil }
+        let topValue = values[0]
+        let last = keys.count - 1
+        keys.swapAt(0, last)
+        values.swapAt(0, last)
+        keys.removeLast()
+        values.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < keys.count && keys[left] < keys[smallest] { smallest = left }
+            if right < keys.count && keys[right] < keys[smallest] { smallest = right }
+            guard smallest != parent else { break }
+            keys.swapAt(parent, smallest)
+            values.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return (top, topValue)
+    }
 }
 
 /// BPE results by pre-token bytes. Bounded: cleared when it reaches `limit` entries.
