@@ -1,14 +1,32 @@
+import Foundation
 /// Scaled dot-product attention, softmax(Q K^T * scale [+ causal mask]) V, per head.
 /// Heads are read in place with strided sgemm (lda = heads * headDim), so no transposes are
 /// materialized; query rows are processed in chunks so the score matrix stays bounded
 /// (a 64x64-latent self-attention has 4096 x 4096 scores per head).
 public enum Attention {
     /// Upper bound on the score scratch buffer (floats): 4 M floats = 16 MB.
-    public static var maxScoreFloats = 4 << 20
+    public static var maxScoreFloats: Int = {
+        if let text = ProcessInfo.processInfo.environment["HOTSWAP_ATTENTION_SCORE_FLOATS"], let value = Int(text), value > 0 {
+            return value
+        }
+        return 4 << 20
+    }()
 
     /// query [batch, queryLength, heads * headDim], key/value [batch, keyLength, heads * headDim].
     public static func scaledDotProduct(query: Tensor, key: Tensor, value: Tensor, heads: Int,
                                         causal: Bool = false) -> Tensor {
+        let work = 4.0 * Double(query.shape[0] * query.shape[1] * key.shape[1] * query.shape[2])
+        return OpProfile.measure(.attention, flops: work) {
+            attend(query: query, key: key, value: value, heads: heads, causal: causal)
+        }
+    }
+
+    /// Work the (batch, head) pairs across the BLAS thread count, each worker with
+    /// single-threaded sgemm, so the softmax between the two products runs in parallel too
+    /// (with multi-threaded sgemm it would run on one core while the other spins).
+    public static var parallelHeads = ProcessInfo.processInfo.environment["HOTSWAP_ATTENTION_PARALLEL"] != "0"
+
+    static func attend(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
                      "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
         let (batch, queryLength, width) = (query.shape[0], query.shape[1], query.shape[2])
@@ -19,11 +37,16 @@ public enum Attention {
         let scale = 1 / Float(headDim).squareRoot()
         let output = Tensor(zeros: [batch, queryLength, width])
         let chunkRows = max(1, min(queryLength, maxScoreFloats / max(1, keyLength)))
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * keyLength)
-        defer { scores.deallocate() }
+        let pairs = batch * heads
+        let blasThreads = BLAS.threadCount
+        let workers = parallelHeads ? max(1, min(blasThreads, pairs)) : 1
 
-        for b in 0..<batch {
-            for h in 0..<heads {
+        func run(worker: Int) {
+            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * keyLength)
+            defer { scores.deallocate() }
+            var pair = worker
+            while pair < pairs {
+                let (b, h) = (pair / heads, pair % heads)
                 let q = query.data + b * queryLength * width + h * headDim
                 let k = key.data + b * keyLength * width + h * headDim
                 let v = value.data + b * keyLength * width + h * headDim
@@ -46,7 +69,16 @@ public enum Attention {
                                c: o + firstRow * width, ldc: width)
                     firstRow += rows
                 }
+                pair += workers
             }
+        }
+
+        if workers == 1 {
+            run(worker: 0)
+        } else {
+            BLAS.threadCount = 1
+            DispatchQueue.concurrentPerform(iterations: workers) { run(worker: $0) }
+            BLAS.threadCount = blasThreads
         }
         return output
     }

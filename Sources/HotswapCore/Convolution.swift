@@ -28,6 +28,13 @@ public enum Convolution {
 
     /// input [batch, inC, H, W], weight [outC, inC, kh, kw], bias [outC]? -> output [batch, outC, Ho, Wo]
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape) -> Tensor {
+        let (outH, outW) = shape.outputSize(height: input.shape[2], width: input.shape[3])
+        let work = 2.0 * Double(input.shape[0] * shape.outChannels * outH * outW * shape.inChannels * shape.kernelHeight * shape.kernelWidth)
+        let kind: OpProfile.Kind = shape.kernelHeight == 1 && shape.kernelWidth == 1 ? .conv1x1 : .conv3x3
+        return OpProfile.measure(kind, flops: work) { convolve(input, weight: weight, bias: bias, shape: shape) }
+    }
+
+    static func convolve(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
                      "conv2d: input \(input.shape) for \(shape.inChannels) channels")
         let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])

@@ -21,6 +21,7 @@ struct BenchOptions: ParsableArguments {
     /// Runs `body` once to warm up, then `runs` times; prints the JSON summary.
     func measure(_ name: String, extra: [String: Any], loadSeconds: Double, _ body: () -> Void) throws {
         body()
+        OpProfile.reset()
         var seconds: [Double] = []
         for _ in 0..<runs {
             let start = DispatchTime.now()
@@ -36,6 +37,7 @@ struct BenchOptions: ParsableArguments {
             "blas_core": BLAS.coreName, "blas_threads": BLAS.threadCount,
         ]
         result.merge(extra) { $1 }
+        if OpProfile.enabled { result["profile_total_over_runs"] = OpProfile.summary() }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }

@@ -24,6 +24,10 @@ public final class Linear {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inFeatures, "Linear(\(inFeatures)->\(outFeatures)) got \(x.shape)")
         let rows = x.count / inFeatures
+        return OpProfile.measure(.linear, flops: 2.0 * Double(rows * inFeatures * outFeatures)) { forward(x, rows: rows) }
+    }
+
+    func forward(_ x: Tensor, rows: Int) -> Tensor {
         let y = Tensor(zeros: Array(x.shape.dropLast()) + [outFeatures])
         BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                    a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
