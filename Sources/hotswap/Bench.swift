@@ -7,7 +7,7 @@ import HotswapPipeline
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time one model component; prints one JSON object (seconds per forward).",
-        subcommands: [UNetBench.self, VAEBench.self, TextBench.self])
+        subcommands: [UNetBench.self, VAEBench.self, TextBench.self, LoadBench.self])
 }
 
 struct BenchOptions: ParsableArguments {
@@ -100,5 +100,19 @@ struct TextBench: ParsableCommand {
         try options.measure("text", extra: ["batch": batch], loadSeconds: load) {
             _ = model.textEncoder(ids)
         }
+    }
+}
+
+struct LoadBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "load", abstract: "Loading the model folder (page cache warm after the warm-up run).")
+    @OptionGroup var options: BenchOptions
+
+    func run() throws {
+        let url = try options.modelOptions.resolveModel()
+        var failure: Error?
+        try options.measure("load", extra: ["model": url.path], loadSeconds: 0) {
+            do { _ = try StableDiffusionModel(directory: url) } catch { failure = error }
+        }
+        if let failure { throw CLIError("cannot load model \(url.path): \(failure)") }
     }
 }
