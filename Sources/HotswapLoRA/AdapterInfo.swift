@@ -103,3 +103,14 @@ extension AdapterInfo {
         return "unknown"
     }
 }
+
+extension AdapterInfo {
+    /// A file that could not be read or does not fit: listed with the reason.
+    public static func failed(url: URL, problem: String) -> AdapterInfo {
+        var name = url.lastPathComponent
+        if name.hasSuffix(".safetensors") { name.removeLast(".safetensors".count) }
+        return AdapterInfo(name: name, path: url.path, format: .peft, rank: 0, ranks: [], alpha: 0, targets: [:],
+                           moduleCount: 0, parameterCount: 0, fileSize: 0, base: "unknown", fitsModel: false,
+                           problem: problem, cached: false, active: false, hash: nil)
+    }
+}

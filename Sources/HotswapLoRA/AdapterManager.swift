@@ -243,9 +243,7 @@ public final class AdapterManager {
     public func list() throws -> [AdapterInfo] {
         try adapterFiles().map { url in
             do { return try validate(url: url) } catch {
-                var info = (try? inspect(url: url)) ?? AdapterInfo(name: AdapterManager.displayName(url.path), path: url.path,
-                    format: .peft, rank: 0, ranks: [], alpha: 0, targets: [:], moduleCount: 0, parameterCount: 0,
-                    fileSize: 0, base: "unknown", fitsModel: false, problem: nil, cached: false, active: false, hash: nil)
+                var info = (try? inspect(url: url)) ?? AdapterInfo.failed(url: url, problem: "\(error)")
                 info.fitsModel = false
                 info.problem = "\(error)"
                 return info

@@ -67,3 +67,17 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
 extension LoRAError: LocalizedError {
     public var errorDescription: String? { description }
 }
+
+extension LoRAError {
+    /// A short stable code for logs, the timings database and HTTP error bodies.
+    public var code: String {
+        switch self {
+        case .unknownAdapter: return "adapter_not_found"
+        case .unreadable: return "adapter_unreadable"
+        case .unsupportedKeys: return "adapter_unsupported"
+        case .unmatchedKeys, .shapeMismatch, .incompletePair: return "adapter_mismatch"
+        case .empty: return "adapter_empty"
+        case .invalidScale, .invalidSpec: return "adapter_invalid_spec"
+        }
+    }
+}
