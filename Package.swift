@@ -24,7 +24,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .target(name: "HotswapModels", dependencies: ["HotswapCore"]),
         .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "CPNG"]),
-        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels"]),
+        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels", "HotswapPipeline"]),
         .target(name: "HotswapStore", dependencies: ["CSQLite"]),
         .executableTarget(name: "hotswap", dependencies: [
             "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore",
