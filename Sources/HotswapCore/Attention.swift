@@ -35,7 +35,7 @@ public enum Attention {
                      "attention: q \(query.shape) k \(key.shape) heads \(heads)")
         let headDim = width / heads
         let scale = 1 / Float(headDim).squareRoot()
-        let output = Tensor(zeros: [batch, queryLength, width])
+        let output = Tensor(uninitialized: [batch, queryLength, width])
         let chunkRows = max(1, min(queryLength, maxScoreFloats / max(1, keyLength)))
         let pairs = batch * heads
         let blasThreads = BLAS.threadCount

@@ -39,7 +39,7 @@ public enum Convolution {
                      "conv2d: input \(input.shape) for \(shape.inChannels) channels")
         let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
         let (outH, outW) = shape.outputSize(height: height, width: width)
-        let output = Tensor(zeros: [batch, shape.outChannels, outH, outW])
+        let output = Tensor(uninitialized: [batch, shape.outChannels, outH, outW])
         let reduction = shape.inChannels * shape.kernelHeight * shape.kernelWidth
         let isPointwise = shape.kernelHeight == 1 && shape.kernelWidth == 1 && shape.stride == 1 && shape.padding == 0
         let rowsPerBand = isPointwise ? outH : max(1, min(outH, maxColumnFloats / max(1, reduction * outW)))

@@ -59,7 +59,7 @@ extension Tensor {
         precondition(!tensors.isEmpty, "concatenate of nothing")
         let tail = Array(tensors[0].shape.dropFirst())
         precondition(tensors.allSatisfy { Array($0.shape.dropFirst()) == tail }, "concatenate: shapes differ")
-        let result = Tensor(zeros: [tensors.reduce(0) { $0 + $1.shape[0] }] + tail)
+        let result = Tensor(uninitialized: [tensors.reduce(0) { $0 + $1.shape[0] }] + tail)
         var offset = 0
         for t in tensors {
             (result.data + offset).update(from: t.data, count: t.count)
@@ -71,7 +71,7 @@ extension Tensor {
     /// Rows [start, start + length) of the first axis, copied.
     public func slice(first start: Int, length: Int) -> Tensor {
         let inner = count / shape[0]
-        let result = Tensor(zeros: [length] + shape.dropFirst())
+        let result = Tensor(uninitialized: [length] + shape.dropFirst())
         result.data.update(from: data + start * inner, count: length * inner)
         return result
     }

@@ -4,7 +4,7 @@ public enum Layout {
     public static func channelsLast(_ x: Tensor) -> Tensor {
         let (batch, channels) = (x.shape[0], x.shape[1])
         let spatial = x.count / (batch * channels)
-        let y = Tensor(zeros: [batch, spatial, channels])
+        let y = Tensor(uninitialized: [batch, spatial, channels])
         for b in 0..<batch {
             transpose(x.data + b * channels * spatial, rows: channels, columns: spatial,
                       into: y.data + b * channels * spatial)
@@ -16,7 +16,7 @@ public enum Layout {
     public static func channelsFirst(_ x: Tensor, height: Int, width: Int) -> Tensor {
         let (batch, spatial, channels) = (x.shape[0], x.shape[1], x.shape[2])
         precondition(spatial == height * width, "channelsFirst: \(x.shape) vs \(height)x\(width)")
-        let y = Tensor(zeros: [batch, channels, height, width])
+        let y = Tensor(uninitialized: [batch, channels, height, width])
         for b in 0..<batch {
             transpose(x.data + b * channels * spatial, rows: spatial, columns: channels,
                       into: y.data + b * channels * spatial)
@@ -48,7 +48,7 @@ public enum Layout {
         let batch = tensors[0].shape[0]
         let spatial = tensors[0].count / (batch * tensors[0].shape[1])
         let channels = tensors.reduce(0) { $0 + $1.shape[1] }
-        let y = Tensor(zeros: [batch, channels] + tensors[0].shape.dropFirst(2))
+        let y = Tensor(uninitialized: [batch, channels] + tensors[0].shape.dropFirst(2))
         for b in 0..<batch {
             var offset = b * channels * spatial
             for t in tensors {
@@ -66,7 +66,7 @@ public enum Layout {
     /// torch.nn.functional.interpolate(mode="nearest"): source index = floor(dst * in / out).
     public static func resizeNearest(_ x: Tensor, height outHeight: Int, width outWidth: Int) -> Tensor {
         let (batch, channels, height, width) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let y = Tensor(zeros: [batch, channels, outHeight, outWidth])
+        let y = Tensor(uninitialized: [batch, channels, outHeight, outWidth])
         let scaleY = Float(height) / Float(outHeight), scaleX = Float(width) / Float(outWidth)
         let sourceX = (0..<outWidth).map { min(Int((Float($0) * scaleX).rounded(.down)), width - 1) }
         for plane in 0..<(batch * channels) {

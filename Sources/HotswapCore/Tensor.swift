@@ -12,11 +12,16 @@ public final class TensorStorage: @unchecked Sendable {
     /// Keeps borrowed memory alive; nil when the storage allocated its own memory.
     private let owner: AnyObject?
 
-    /// Allocates `count` floats, zero-filled.
-    public init(count: Int) {
+    /// Allocates `count` floats (from the BufferPool), zero-filled.
+    public convenience init(count: Int) {
+        self.init(uninitializedCount: count)
+        pointer.update(repeating: 0, count: max(count, 1))
+    }
+
+    /// Allocates `count` floats without clearing them: for kernels that write every element.
+    public init(uninitializedCount count: Int) {
         precondition(count >= 0, "negative element count")
-        pointer = .allocate(capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        pointer = BufferPool.allocate(floats: count)
         self.count = count
         owner = nil
     }
@@ -29,7 +34,7 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        if owner == nil { pointer.deallocate() }
+        if owner == nil { BufferPool.release(pointer, floats: count) }
     }
 }
 
@@ -41,6 +46,12 @@ public struct Tensor: @unchecked Sendable {
     public init(zeros shape: [Int]) {
         self.shape = shape
         storage = TensorStorage(count: Tensor.elementCount(shape))
+    }
+
+    /// A tensor whose elements the caller will all overwrite (kernel outputs).
+    public init(uninitialized shape: [Int]) {
+        self.shape = shape
+        storage = TensorStorage(uninitializedCount: Tensor.elementCount(shape))
     }
 
     public init(shape: [Int], values: [Float]) {
@@ -73,7 +84,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// A copy into freshly allocated memory.
     public func copy() -> Tensor {
-        let result = Tensor(zeros: shape)
+        let result = Tensor(uninitialized: shape)
         result.data.update(from: data, count: count)
         return result
     }

@@ -22,12 +22,16 @@ struct BenchOptions: ParsableArguments {
     func measure(_ name: String, extra: [String: Any], loadSeconds: Double, _ body: () -> Void) throws {
         body()
         OpProfile.reset()
+        let freshBefore = BufferPool.freshAllocations
         var seconds: [Double] = []
         for _ in 0..<runs {
             let start = DispatchTime.now()
             body()
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
         }
+        // Activation buffers the pool could not serve during the timed runs (0: steady state
+        // reuses the first run's buffers, no fresh heap allocation of activations).
+        let freshBuffers = BufferPool.freshAllocations - freshBefore
         seconds.sort()
         let median = seconds.count % 2 == 1 ? seconds[seconds.count / 2]
             : (seconds[seconds.count / 2 - 1] + seconds[seconds.count / 2]) / 2
@@ -35,6 +39,7 @@ struct BenchOptions: ParsableArguments {
             "bench": name, "runs": runs, "seconds_median": median, "seconds_min": seconds[0],
             "seconds": seconds, "load_seconds": loadSeconds,
             "blas_core": BLAS.coreName, "blas_threads": BLAS.threadCount,
+            "fresh_activation_buffers_in_timed_runs": freshBuffers,
         ]
         result.merge(extra) { $1 }
         if OpProfile.enabled { result["profile_total_over_runs"] = OpProfile.summary() }

@@ -28,7 +28,7 @@ public final class Linear {
     }
 
     func forward(_ x: Tensor, rows: Int) -> Tensor {
-        let y = Tensor(zeros: Array(x.shape.dropLast()) + [outFeatures])
+        let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
         BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
                    a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
                    c: y.data, ldc: outFeatures)

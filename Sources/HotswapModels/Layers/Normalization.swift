@@ -15,7 +15,7 @@ public struct GroupNorm {
 
     public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
         precondition(x.rank >= 2 && x.shape[1] == channels, "GroupNorm(\(channels)) got \(x.shape)")
-        let y = Tensor(zeros: x.shape)
+        let y = Tensor(uninitialized: x.shape)
         OpProfile.measure(.norm) {
         Normalization.groupNorm(x.data, into: y.data, batch: x.shape[0], channels: channels,
                                 spatial: x.count / (x.shape[0] * channels), groups: groups,
@@ -39,7 +39,7 @@ public struct LayerNorm {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == features, "LayerNorm(\(features)) got \(x.shape)")
-        let y = Tensor(zeros: x.shape)
+        let y = Tensor(uninitialized: x.shape)
         OpProfile.measure(.norm) {
         Normalization.layerNorm(x.data, into: y.data, rows: x.count / features, columns: features,
                                 gamma: weight.data, beta: bias.data, epsilon: epsilon)

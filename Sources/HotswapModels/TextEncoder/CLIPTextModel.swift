@@ -77,7 +77,7 @@ public final class CLIPTextModel {
     public func callAsFunction(_ ids: [[Int]], clipSkip: Int? = nil) -> Tensor {
         let batch = ids.count, tokens = ids[0].count, hidden = config.hiddenSize
         precondition(tokens <= config.maxPositionEmbeddings, "text encoder: \(tokens) tokens > \(config.maxPositionEmbeddings)")
-        var h = Tensor(zeros: [batch, tokens, hidden])
+        var h = Tensor(uninitialized: [batch, tokens, hidden])
         for b in 0..<batch {
             for t in 0..<tokens {
                 let id = min(max(ids[b][t], 0), config.vocabSize - 1)

@@ -66,7 +66,7 @@ public final class BasicTransformerBlock {
     func geglu(_ x: Tensor) -> Tensor {
         let inner = x.shape.last! / 2
         let rows = x.count / (2 * inner)
-        let y = Tensor(zeros: Array(x.shape.dropLast()) + [inner])
+        let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [inner])
         Activations.geglu(x.data, into: y.data, rows: rows, inner: inner)
         return y
     }
