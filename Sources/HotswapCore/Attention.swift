@@ -42,8 +42,9 @@ public enum Attention {
         let workers = parallelHeads ? max(1, min(blasThreads, pairs)) : 1
 
         func run(worker: Int) {
-            let scores = UnsafeMutablePointer<Float>.allocate(capacity: chunkRows * keyLength)
-            defer { scores.deallocate() }
+            let scratch = TensorStorage(uninitializedCount: chunkRows * keyLength)  // pooled
+            let scores = scratch.pointer
+            defer { withExtendedLifetime(scratch) {} }
             var pair = worker
             while pair < pairs {
                 let (b, h) = (pair / heads, pair % heads)

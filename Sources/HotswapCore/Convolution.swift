@@ -1,3 +1,4 @@
+import Foundation
 /// 2-D convolution (torch.nn.Conv2d semantics, NCHW, groups = 1) as im2col + sgemm.
 /// A 1x1 stride-1 convolution is a plain sgemm on the input. Larger kernels unfold a band of
 /// output rows at a time into a column buffer bounded by `maxColumnFloats`, so the VAE's
@@ -43,8 +44,9 @@ public enum Convolution {
         let reduction = shape.inChannels * shape.kernelHeight * shape.kernelWidth
         let isPointwise = shape.kernelHeight == 1 && shape.kernelWidth == 1 && shape.stride == 1 && shape.padding == 0
         let rowsPerBand = isPointwise ? outH : max(1, min(outH, maxColumnFloats / max(1, reduction * outW)))
-        let columns: UnsafeMutablePointer<Float>? = isPointwise ? nil : .allocate(capacity: reduction * rowsPerBand * outW)
-        defer { columns?.deallocate() }
+        // Scratch from the pool: a fresh 64 MB malloc per call would be page-faulted in every time.
+        let scratch = isPointwise ? nil : TensorStorage(uninitializedCount: reduction * rowsPerBand * outW)
+        let columns = scratch?.pointer
 
         for b in 0..<batch {
             let src = input.data + b * shape.inChannels * height * width
@@ -58,8 +60,8 @@ public enum Convolution {
                 var firstRow = 0
                 while firstRow < outH {
                     let rows = min(rowsPerBand, outH - firstRow)
-                    unfold(src, height: height, width: width, shape: shape,
-                           firstRow: firstRow, rows: rows, outWidth: outW, into: columns)
+                    unfoldInParallel(src, height: height, width: width, shape: shape,
+                                     firstRow: firstRow, rows: rows, outWidth: outW, into: columns)
                     BLAS.sgemm(m: shape.outChannels, n: rows * outW, k: reduction,
                                a: weight.data, lda: reduction,
                                b: columns, ldb: rows * outW,
@@ -71,16 +73,35 @@ public enum Convolution {
                 Elementwise.addChannelBias(dst, bias: bias.data, channels: shape.outChannels, spatial: outH * outW)
             }
         }
+        withExtendedLifetime(scratch) {}
         return output
     }
 
+    /// The unfold split by input channels over the BLAS thread count: it runs between two
+    /// sgemm calls, when BLAS' own threads only wait.
+    static func unfoldInParallel(_ src: UnsafePointer<Float>, height: Int, width: Int, shape: Conv2dShape,
+                                 firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>) {
+        let workers = min(BLAS.threadCount, shape.inChannels)
+        let work = shape.inChannels * shape.kernelHeight * shape.kernelWidth * rows * outWidth
+        guard workers > 1, work >= 1 << 18 else {
+            unfold(src, height: height, width: width, shape: shape, channels: 0..<shape.inChannels,
+                   firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let lower = shape.inChannels * worker / workers, upper = shape.inChannels * (worker + 1) / workers
+            unfold(src, height: height, width: width, shape: shape, channels: lower..<upper,
+                   firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns)
+        }
+    }
+
     /// im2col for output rows [firstRow, firstRow + rows): columns[(c, ki, kj), (row, x)].
-    static func unfold(_ src: UnsafePointer<Float>, height: Int, width: Int, shape: Conv2dShape,
+    static func unfold(_ src: UnsafePointer<Float>, height: Int, width: Int, shape: Conv2dShape, channels: Range<Int>,
                        firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>) {
         let bandWidth = rows * outWidth
         let stride = shape.stride, padding = shape.padding
-        var columnRow = 0
-        for c in 0..<shape.inChannels {
+        var columnRow = channels.lowerBound * shape.kernelHeight * shape.kernelWidth
+        for c in channels {
             let plane = src + c * height * width
             for ki in 0..<shape.kernelHeight {
                 for kj in 0..<shape.kernelWidth {
