@@ -46,6 +46,16 @@ import Testing
         expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: padding), rtol: 1e-5)
     }
 
+    /// Large enough for the unfold to be split across workers.
+    @Test func conv2dParallelUnfold() {
+        let x = random([1, 16, 40, 48], seed: 11)
+        let w = random([8, 16, 3, 3], seed: 12)
+        let b = random([8], seed: 13)
+        let shape = Conv2dShape(inChannels: 16, outChannels: 8, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
+        let y = Convolution.conv2d(x, weight: w, bias: b, shape: shape)
+        expectClose(y.scalars, naiveConv(x, w, b, stride: 1, padding: 1), rtol: 1e-5)
+    }
+
     @Test(arguments: [false, true])
     func attention(causal: Bool) {
         let (batch, lq, lk, heads, dim) = (2, 7, causal ? 7 : 5, 3, 4)
