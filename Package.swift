@@ -26,7 +26,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .target(name: "HotswapModels", dependencies: ["HotswapCore"]),
         .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "CPNG"]),
-        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels"]),
+        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels", "HotswapPipeline"]),
         .target(name: "HotswapStore", dependencies: ["CSQLite"]),
         .target(name: "HotswapServer", dependencies: [
             "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore", "CSQLite",

@@ -6,8 +6,8 @@ import HotswapPipeline
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time one model component; prints one JSON object (seconds per forward).",
-        subcommands: [UNetBench.self, VAEBench.self, TextBench.self])
+        abstract: "Time one model component (seconds per forward) or LoRA swaps (ms); prints one JSON object.",
+        subcommands: [UNetBench.self, VAEBench.self, TextBench.self, SwapBench.self])
 }
 
 struct BenchOptions: ParsableArguments {

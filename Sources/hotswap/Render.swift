@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import HotswapLoRA
 import HotswapPipeline
+import HotswapStore
 
 struct Render: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +21,15 @@ struct Render: ParsableCommand {
     @Option(help: "Skip the last N text-encoder layers, as diffusers' clip_skip (A1111's 'Clip skip' is N + 1).")
     var clipSkip: Int?
     @Option(help: "Output PNG file.") var out: String = "output.png"
+    @Option(name: .customLong("adapter"), help: ArgumentHelp(
+        "A LoRA adapter, NAME_OR_PATH[:SCALE] (repeatable; scale default 1). NAME resolves to DIR/NAME.safetensors with --adapters-dir.",
+        valueName: "name[:scale]"))
+    var adapters: [String] = []
+    @Option(help: "Folder of adapter files that --adapter names refer to.") var adaptersDir: String?
+    @Option(help: "fuse: weights = base + scale * B A (default); runtime: y = W x + scale * B (A x), weights untouched.")
+    var loraMode: String = LoRAMode.fuse.rawValue
+    @Option(help: "Record the warmup and the request timings in this SQLite file (created if needed).")
+    var timingsDb: String?
     @Flag(help: "No progress bar or summary.") var quiet = false
 
     func run() throws {
@@ -41,38 +52,99 @@ struct Render: ParsableCommand {
             throw CLIError("output folder \(outDir.path) does not exist")
         }
 
+        guard let mode = LoRAMode(rawValue: loraMode) else {
+            throw CLIError("unknown --lora-mode '\(loraMode)'; choose one of \(LoRAMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let specs: [AdapterSpec]
+        do { specs = try adapters.map(AdapterSpec.init(parsing:)) } catch { throw CLIError("\(error)") }
+        if let adaptersDir {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: adaptersDir, isDirectory: &isDir), isDir.boolValue else {
+                throw CLIError("--adapters-dir \(adaptersDir) is not a folder")
+            }
+        }
+        let store: TimingStore?
+        do { store = try timingsDb.map { try TimingStore(path: $0) } } catch { throw CLIError("\(error)") }
+
         let loadStart = Date()
+        let requestStart = Date()
+        let modelURL = try modelOptions.resolveModel()
+        let pageCache = PageCache.label(paths: PageCache.modelWeightFiles(modelURL))
         let model = try modelOptions.load()
         let pipeline = StableDiffusionPipeline(model: model)
+        let weightsLoadMs = Date().timeIntervalSince(loadStart) * 1000
+        let warmupId = try store.map {
+            try $0.recordWarmup(WarmupRecord(model: model.name, startedAt: loadStart, weightsLoadMs: weightsLoadMs,
+                                             firstPassMs: nil, pageCache: pageCache))
+        }
+        var record = RequestRecord(createdAt: requestStart, warmupId: warmupId,
+                                   adapters: specs.map(\.description).joined(separator: ", "),
+                                   steps: steps, width: width, height: height, scheduler: scheduler, seed: seed)
+        func fail(_ code: String, _ message: String) -> CLIError {
+            record.outcome = code
+            record.error = message
+            record.totalMs = Date().timeIntervalSince(requestStart) * 1000
+            try? store?.recordRequest(record)
+            return CLIError(message)
+        }
+        let manager = AdapterManager(model: model, adaptersDirectory: adaptersDir.map { URL(fileURLWithPath: $0) },
+                                     cacheLimitBytes: 1 << 30, mode: mode)
+        let swap: SwapReport
+        do { swap = try manager.activate(specs) } catch let error as LoRAError {
+            throw fail(error.code, error.description)
+        }
+        record.cache = swap.cache.rawValue
+        record.swapUnloadMs = swap.unloadMs
+        record.swapLoadMs = swap.loadMs
+        record.swapApplyMs = swap.applyMs
+        record.swapMs = swap.totalMs
         let request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidance: guidance,
                                         seed: seed ?? TorchGenerator.randomSeed(), width: width, height: height,
                                         scheduler: schedulerName, clipSkip: clipSkip)
         let resolved: (width: Int, height: Int, scheduler: SchedulerName)
-        do { resolved = try pipeline.resolve(request) } catch { throw CLIError("\(error)") }
+        do { resolved = try pipeline.resolve(request) } catch { throw fail("invalid_request", "\(error)") }
+        record.seed = request.seed
+        record.width = resolved.width
+        record.height = resolved.height
+        record.scheduler = resolved.scheduler.rawValue
         let loadSeconds = Date().timeIntervalSince(loadStart)
 
         let bar = ProgressBar(quiet: quiet)
-        let image = try pipeline.generate(request) { step, total in
-            bar.update(step: step, total: total)
-            return true
+        let image: GeneratedImage
+        do {
+            image = try pipeline.generate(request) { step, total in
+                bar.update(step: step, total: total)
+                return true
+            }
+        } catch {
+            throw fail("generation_failed", "\(error)")
         }
         let pngStart = Date()
         let infotext = Infotext(prompt: prompt, negativePrompt: negativePrompt ?? "", steps: steps,
                                 sampler: resolved.scheduler.samplerLabel,
                                 cfgScale: Double(guidance), seed: image.seed, width: image.width, height: image.height,
-                                modelName: model.name, clipSkip: clipSkip.map { $0 + 1 })
+                                modelName: model.name, clipSkip: clipSkip.map { $0 + 1 },
+                                loraHashes: manager.loraHashes())
         do {
             try PNGWriter.write(rgb: image.rgb, width: image.width, height: image.height,
                                 text: [(key: "parameters", value: infotext.text)], to: outURL)
         } catch {
-            throw CLIError("cannot write \(outURL.path): \(error)")
+            throw fail("png_write_failed", "cannot write \(outURL.path): \(error)")
         }
         let pngMs = Date().timeIntervalSince(pngStart) * 1000
+        record.textEncodeMs = image.timings.textEncodeMs
+        record.denoiseMs = image.timings.denoiseMs
+        record.decodeMs = image.timings.decodeMs
+        record.pngMs = pngMs
+        record.totalMs = Date().timeIntervalSince(requestStart) * 1000
+        do { try store?.recordRequest(record) } catch { throw CLIError("\(error)") }
         if !quiet {
             let t = image.timings
-            let summary = String(format: "wrote %@ (%dx%d, seed %llu, %@, %d steps) load %.2f s, text %.0f ms, denoise %.0f ms, decode %.0f ms, png %.0f ms\n",
+            let lora = specs.isEmpty ? "" : String(format: ", lora %@ %.1f ms (%@)", specs.map(\.description).joined(separator: " "),
+                                                   swap.totalMs, swap.cache.rawValue)
+            let summary = String(format: "wrote %@ (%dx%d, seed %llu, %@, %d steps) load %.2f s%@, text %.0f ms, denoise %.0f ms, decode %.0f ms, png %.0f ms\n",
                                  outURL.path, image.width, image.height, image.seed, resolved.scheduler.rawValue, steps,
-                                 loadSeconds, t.textEncodeMs, t.denoiseMs, t.decodeMs, pngMs)
+                                 loadSeconds, lora, t.textEncodeMs, t.denoiseMs, t.decodeMs, pngMs)
             FileHandle.standardError.write(Data(summary.utf8))
         }
     }

@@ -7,6 +7,9 @@ public final class Conv2d {
     public let baseWeight: Tensor          // [out, in, kh, kw]
     public var weight: Tensor
     public let bias: Tensor?
+    /// Runtime low-rank terms y += scale * up(down(x)), used instead of fusing when requested
+    /// (kohya LoCon: down is a k x k conv with this layer's stride and padding, up a 1x1 conv).
+    public var runtimeAdapters: [ConvLowRankDelta] = []
 
     public init(_ parameters: Parameters, _ path: ModulePath, inChannels: Int, outChannels: Int,
                 kernelSize: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
@@ -20,6 +23,39 @@ public final class Conv2d {
 
     /// x: [batch, in, H, W] -> [batch, out, H', W']
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        Convolution.conv2d(x, weight: weight, bias: bias, shape: shape)
+        let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape)
+        for delta in runtimeAdapters { delta.apply(x, layer: shape, into: y) }
+        return y
+    }
+}
+
+/// scale * up(down(x)) for one adapter on one convolution: down [rank, in, kh, kw] (the layer's
+/// kernel, stride and padding), up [out, rank] (a 1x1 convolution).
+public struct ConvLowRankDelta {
+    public let down: Tensor   // [rank, in, kh, kw]
+    public let up: Tensor     // [out, rank]
+    public let scale: Float
+
+    public init(down: Tensor, up: Tensor, scale: Float) {
+        precondition(down.rank == 4 && up.rank == 2 && up.shape[1] == down.shape[0], "ConvLowRankDelta \(down.shape) \(up.shape)")
+        self.down = down
+        self.up = up
+        self.scale = scale
+    }
+
+    /// y[b, out, HW] += scale * up[out, rank] * (down * x)[b, rank, HW]
+    func apply(_ x: Tensor, layer: Conv2dShape, into y: Tensor) {
+        let rank = down.shape[0]
+        let downShape = Conv2dShape(inChannels: layer.inChannels, outChannels: rank,
+                                    kernelHeight: layer.kernelHeight, kernelWidth: layer.kernelWidth,
+                                    stride: layer.stride, padding: layer.padding)
+        let hidden = Convolution.conv2d(x, weight: down, bias: nil, shape: downShape)
+        let batch = y.shape[0], outChannels = y.shape[1]
+        let plane = y.count / (batch * outChannels)
+        for b in 0..<batch {
+            BLAS.sgemm(m: outChannels, n: plane, k: rank, alpha: scale, a: up.data, lda: rank,
+                       b: hidden.data + b * rank * plane, ldb: plane, beta: 1,
+                       c: y.data + b * outChannels * plane, ldc: plane)
+        }
     }
 }

@@ -1,0 +1,281 @@
+import Foundation
+import HotswapCore
+import HotswapModels
+import HotswapPipeline
+
+/// Owns the adapter cache and the active adapter set of one loaded model.
+///
+/// `activate` before each request: when the wanted set equals the active one nothing happens;
+/// otherwise every layer the previous set changed points back at its untouched base weight, and
+/// the new set is applied. In `.fuse` mode a changed layer's weight is base + sum(scale * B A)
+/// computed into a buffer of its own (reused across swaps); the base is never written, so any
+/// sequence of swaps leaves it bit-identical. In `.runtime` mode the layers add scale * B (A x) at
+/// every call instead. Every file is fully checked against the model before any layer changes: a
+/// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized).
+public final class AdapterManager {
+    public let model: StableDiffusionModel
+    public let adaptersDirectory: URL?
+    public let mode: LoRAMode
+    public let targets: LoRATargets
+    public let cache: AdapterCache
+
+    private let lock = NSLock()
+    private struct ActiveAdapter {
+        let spec: AdapterSpec
+        let path: String
+        let adapter: LoRAAdapter
+    }
+    private var activeAdapters: [ActiveAdapter] = []
+    /// Fused weight buffers by layer, kept between swaps so a swap to a set with the same targets
+    /// writes into memory that is already mapped.
+    private var buffers: [ObjectIdentifier: Tensor] = [:]
+    /// Layers changed by the active set.
+    private var changed: [ObjectIdentifier: LoRATargetLayer] = [:]
+
+    public init(model: StableDiffusionModel, adaptersDirectory: URL?, cacheLimitBytes: Int, mode: LoRAMode = .fuse) {
+        self.model = model
+        self.adaptersDirectory = adaptersDirectory
+        self.mode = mode
+        targets = LoRATargets(model: model)
+        cache = AdapterCache(limitBytes: cacheLimitBytes)
+    }
+
+    /// The active set, in the order it was requested.
+    public var active: [AdapterSpec] {
+        lock.lock(); defer { lock.unlock() }
+        return activeAdapters.map(\.spec)
+    }
+
+    /// (name, 12-digit A1111 hash) of the active adapters, for the infotext's `Lora hashes`.
+    /// The hash is computed once per file (it reads the whole file) and kept with the adapter.
+    public func loraHashes() -> [(name: String, hash: String)] {
+        lock.lock(); defer { lock.unlock() }
+        return activeAdapters.map { (AdapterManager.displayName($0.spec.name), LoRAHash.shortHash($0.adapter.hash)) }
+    }
+
+    // MARK: Resolving names
+
+    /// DIR/NAME.safetensors (or DIR/NAME when it has the extension already), else NAME as a path.
+    public func resolve(_ name: String) throws -> URL {
+        let fm = FileManager.default
+        if let dir = adaptersDirectory, !name.contains("/") {
+            for candidate in [name + ".safetensors", name] {
+                let url = dir.appendingPathComponent(candidate)
+                var isDirectory: ObjCBool = false
+                if fm.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue { return url }
+            }
+        }
+        var isDirectory: ObjCBool = false
+        if name.contains("/") || name.hasSuffix(".safetensors"),
+           fm.fileExists(atPath: name, isDirectory: &isDirectory), !isDirectory.boolValue {
+            return URL(fileURLWithPath: name)
+        }
+        throw LoRAError.unknownAdapter(name: name, directory: adaptersDirectory?.path,
+                                       available: (try? adapterFiles().map { AdapterManager.displayName($0.path) }) ?? [])
+    }
+
+    static func canonicalPath(_ url: URL) -> String { url.standardizedFileURL.resolvingSymlinksInPath().path }
+
+    static func displayName(_ nameOrPath: String) -> String {
+        var name = (nameOrPath as NSString).lastPathComponent
+        if name.hasSuffix(".safetensors") { name.removeLast(".safetensors".count) }
+        return name
+    }
+
+    func adapterFiles() throws -> [URL] {
+        guard let dir = adaptersDirectory else { return [] }
+        return try FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "safetensors" }
+            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+    }
+
+    // MARK: Swapping
+
+    /// Makes `specs` the active set (see the type's documentation). Throws `LoRAError` for an
+    /// unknown name, an unreadable file, keys that fit no layer, shapes that do not fit or a
+    /// scale that is not finite; the active set is then unchanged.
+    @discardableResult
+    public func activate(_ specs: [AdapterSpec]) throws -> SwapReport {
+        lock.lock(); defer { lock.unlock() }
+        let start = DispatchTime.now()
+        for spec in specs where !spec.scale.isFinite {
+            throw LoRAError.invalidScale(name: spec.name, scale: spec.scale)
+        }
+        // Resolve and stat (no file is read here).
+        var wanted: [(spec: AdapterSpec, url: URL, path: String, signature: FileSignature)] = []
+        for spec in specs {
+            let url = try resolve(spec.name)
+            let path = AdapterManager.canonicalPath(url)
+            wanted.append((spec, url, path, try FileSignature(url: url)))
+        }
+        // Same set (as a set: application order is canonical), same files: nothing to do.
+        let key = { (path: String, scale: Float) in "\(path)\u{0}\(scale.bitPattern)" }
+        let wantedKeys = wanted.map { key($0.path, $0.spec.scale) }.sorted()
+        let activeKeys = activeAdapters.map { key($0.path, $0.spec.scale) }.sorted()
+        if wantedKeys == activeKeys,
+           zip(wanted.sorted { key($0.path, $0.spec.scale) < key($1.path, $1.spec.scale) },
+               activeAdapters.sorted { key($0.path, $0.spec.scale) < key($1.path, $1.spec.scale) })
+            .allSatisfy({ $0.signature == $1.adapter.signature }) {
+            var report = SwapReport(cache: specs.isEmpty ? .none : .reuse)
+            report.outcomes = specs.map { _ in .reuse }
+            report.layers = changed.count
+            report.totalMs = milliseconds(since: start)
+            var previous = activeAdapters
+            activeAdapters = wanted.map { item in
+                let i = previous.firstIndex { $0.path == item.path && $0.spec.scale == item.spec.scale }!
+                return ActiveAdapter(spec: item.spec, path: item.path, adapter: previous.remove(at: i).adapter)
+            }
+            return report
+        }
+
+        // Load: from the cache, or read, match and check the file. Throws before any layer changes.
+        var report = SwapReport(cache: specs.isEmpty ? .none : .hit)
+        var loadMs = 0.0
+        var loaded: [ActiveAdapter] = []
+        var fresh: [String: LoRAAdapter] = [:]
+        for item in wanted {
+            if let adapter = fresh[item.path] ?? cache.lookup(item.path, signature: item.signature) {
+                loaded.append(ActiveAdapter(spec: item.spec, path: item.path, adapter: adapter))
+                report.outcomes.append(fresh[item.path] != nil ? .miss : .hit)
+                continue
+            }
+            let loadStart = DispatchTime.now()
+            let adapter = try LoRAAdapter.load(url: item.url, targets: targets)
+            loadMs += milliseconds(since: loadStart)
+            fresh[item.path] = adapter
+            loaded.append(ActiveAdapter(spec: item.spec, path: item.path, adapter: adapter))
+            report.outcomes.append(.miss)
+            report.cache = .miss
+        }
+        for (path, adapter) in fresh { cache.insert(adapter, path: path) }
+        report.loadMs = loadMs
+
+        // Canonical application order, so that a set gives the same bits whatever order it was asked in.
+        let ordered = loaded.sorted { key($0.path, $0.spec.scale) < key($1.path, $1.spec.scale) }
+        var contributions: [ObjectIdentifier: (layer: LoRATargetLayer, terms: [(LoRALayerUpdate, Float)])] = [:]
+        var layerOrder: [ObjectIdentifier] = []
+        for item in ordered {
+            for update in item.adapter.updates {
+                let id = update.layer.identity
+                if contributions[id] == nil {
+                    contributions[id] = (update.layer, [])
+                    layerOrder.append(id)
+                }
+                contributions[id]!.terms.append((update, update.scale * item.spec.scale))
+            }
+        }
+
+        // Unload: every layer of the previous set back to its base weight.
+        let unloadStart = DispatchTime.now()
+        for layer in changed.values { layer.restore() }
+        changed.removeAll(keepingCapacity: true)
+        if !contributions.isEmpty {
+            // Keep buffers only for layers the new set uses (an empty set keeps them for the next swap).
+            for id in buffers.keys where contributions[id] == nil { buffers.removeValue(forKey: id) }
+        }
+        if mode == .runtime { buffers.removeAll() }
+        report.unloadMs = milliseconds(since: unloadStart)
+
+        // Apply.
+        let applyStart = DispatchTime.now()
+        switch mode {
+        case .fuse:
+            var jobs: [FuseKernel.Job] = []
+            var installs: [(LoRATargetLayer, Tensor)] = []
+            for id in layerOrder {
+                let (layer, terms) = contributions[id]!
+                let base = layer.baseWeight
+                let buffer: Tensor
+                if let existing = buffers[id], existing.shape == base.shape {
+                    buffer = existing
+                } else {
+                    buffer = Tensor(shape: base.shape, storage: TensorStorage(count: base.count))
+                    buffers[id] = buffer
+                }
+                let columns = base.count / base.shape[0]
+                jobs.append(FuseKernel.Job(base: base.data, out: buffer.data, rows: base.shape[0], columns: columns,
+                                           terms: terms.map { FuseKernel.Term(down: $0.0.down.data, up: $0.0.up.data,
+                                                                               rank: $0.0.rank, scale: $0.1) }))
+                installs.append((layer, buffer))
+            }
+            withExtendedLifetime(ordered) { FuseKernel.run(jobs) }
+            for (layer, buffer) in installs {
+                layer.setWeight(buffer)
+                changed[layer.identity] = layer
+            }
+        case .runtime:
+            for id in layerOrder {
+                let (layer, terms) = contributions[id]!
+                switch layer {
+                case .linear(let linear):
+                    linear.runtimeAdapters = terms.map { LowRankDelta(down: $0.0.down, up: $0.0.up, scale: $0.1) }
+                case .conv(let conv):
+                    conv.runtimeAdapters = terms.map { ConvLowRankDelta(down: $0.0.down, up: $0.0.up, scale: $0.1) }
+                }
+                changed[id] = layer
+            }
+        }
+        report.applyMs = milliseconds(since: applyStart)
+        activeAdapters = loaded
+        report.layers = changed.count
+        report.totalMs = milliseconds(since: start)
+        return report
+    }
+
+    /// Forgets a file's parsed copy (deleted or replaced on disk). The active set keeps working
+    /// (its weights are applied already); the next swap that wants the file reads it again.
+    public func evict(name: String) {
+        lock.lock(); defer { lock.unlock() }
+        if let url = try? resolve(name) {
+            cache.remove(AdapterManager.canonicalPath(url))
+        } else if let dir = adaptersDirectory {
+            cache.remove(AdapterManager.canonicalPath(dir.appendingPathComponent(name + ".safetensors")))
+            cache.remove(AdapterManager.canonicalPath(URL(fileURLWithPath: name)))
+        } else {
+            cache.remove(AdapterManager.canonicalPath(URL(fileURLWithPath: name)))
+        }
+    }
+
+    // MARK: Listing and checking
+
+    /// Every `.safetensors` in the adapters directory, each checked against this model (a file
+    /// that does not fit is listed with `fitsModel == false` and the reason).
+    public func list() throws -> [AdapterInfo] {
+        try adapterFiles().map { url in
+            do { return try validate(url: url) } catch {
+                var info = (try? inspect(url: url)) ?? AdapterInfo.failed(url: url, problem: "\(error)")
+                info.fitsModel = false
+                info.problem = "\(error)"
+                return info
+            }
+        }
+    }
+
+    /// A file's format, ranks, alphas and targets (header only; no model check).
+    public func inspect(url: URL) throws -> AdapterInfo {
+        var info = AdapterInfo(file: try AdapterFile(url: url), name: AdapterManager.displayName(url.path))
+        let path = AdapterManager.canonicalPath(url)
+        lock.lock(); defer { lock.unlock() }
+        info.cached = cache.contains(path)
+        info.active = activeAdapters.contains { $0.path == path }
+        return info
+    }
+
+    /// `inspect` plus the full key and shape check against this model, without reading tensors or
+    /// changing anything (for uploads). Throws the `LoRAError` that `activate` would.
+    public func validate(url: URL) throws -> AdapterInfo {
+        let file = try AdapterFile(url: url)
+        _ = try LoRAAdapter.match(file, targets: targets)
+        var info = AdapterInfo(file: file, name: AdapterManager.displayName(url.path))
+        info.fitsModel = true
+        let path = AdapterManager.canonicalPath(url)
+        lock.lock(); defer { lock.unlock() }
+        info.cached = cache.contains(path)
+        info.active = activeAdapters.contains { $0.path == path }
+        return info
+    }
+}
+
+func milliseconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+}

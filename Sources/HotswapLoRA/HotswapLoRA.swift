@@ -1,1 +1,0 @@
-// LoRA adapters: files, key mapping, cache, fuse/restore.

@@ -1,0 +1,144 @@
+import HotswapCore
+import HotswapModels
+import HotswapPipeline
+
+/// A layer an adapter can change.
+public enum LoRATargetLayer {
+    case linear(Linear)
+    case conv(Conv2d)
+
+    /// [out, in] or [out, in, kh, kw]
+    public var weightShape: [Int] {
+        switch self {
+        case .linear(let l): return [l.outFeatures, l.inFeatures]
+        case .conv(let c): return [c.shape.outChannels, c.shape.inChannels, c.shape.kernelHeight, c.shape.kernelWidth]
+        }
+    }
+    public var baseWeight: Tensor {
+        switch self {
+        case .linear(let l): return l.baseWeight
+        case .conv(let c): return c.baseWeight
+        }
+    }
+    var identity: ObjectIdentifier {
+        switch self {
+        case .linear(let l): return ObjectIdentifier(l)
+        case .conv(let c): return ObjectIdentifier(c)
+        }
+    }
+    /// Points forward at `weight` (the fused buffer, or the base weight to restore).
+    func setWeight(_ weight: Tensor) {
+        switch self {
+        case .linear(let l): l.weight = weight
+        case .conv(let c): c.weight = weight
+        }
+    }
+    func restore() {
+        switch self {
+        case .linear(let l):
+            l.weight = l.baseWeight
+            l.runtimeAdapters = []
+        case .conv(let c):
+            c.weight = c.baseWeight
+            c.runtimeAdapters = []
+        }
+    }
+}
+
+/// Every layer of a model that adapters may target, by diffusers module path, with the name
+/// spellings files use: dotted, kohya's underscores, and (for the UNet) the original SD "sgm"
+/// block names (`input_blocks_4_1_...`) mapped as diffusers' `_maybe_map_sgm_blocks_to_diffusers`.
+public final class LoRATargets {
+    public let unet: [String: LoRATargetLayer]
+    public let textEncoder: [String: LoRATargetLayer]
+    private let unetUnderscored: [String: String]
+    private let textEncoderUnderscored: [String: String]
+    private let layersPerBlock: Int
+
+    public convenience init(model: StableDiffusionModel) {
+        self.init(unet: model.unet, textEncoder: model.textEncoder)
+    }
+
+    public init(unet: UNet2DConditionModel, textEncoder: CLIPTextModel) {
+        var u: [String: LoRATargetLayer] = [:]
+        for (path, l) in unet.linears { u[path] = .linear(l) }
+        for (path, c) in unet.convolutions { u[path] = .conv(c) }
+        var t: [String: LoRATargetLayer] = [:]
+        for (path, l) in textEncoder.linears { t[path] = .linear(l) }
+        self.unet = u
+        self.textEncoder = t
+        unetUnderscored = Dictionary(u.keys.map { ($0.replacingOccurrences(of: ".", with: "_"), $0) }, uniquingKeysWith: { a, _ in a })
+        textEncoderUnderscored = Dictionary(t.keys.map { ($0.replacingOccurrences(of: ".", with: "_"), $0) }, uniquingKeysWith: { a, _ in a })
+        layersPerBlock = unet.config.layersPerBlock.expanded(1)[0]
+    }
+
+    /// The diffusers module path and layer a file's module name refers to, or nil.
+    public func resolve(_ entry: AdapterModuleEntry) -> (path: String, layer: LoRATargetLayer)? {
+        switch entry.component {
+        case .unet:
+            if !entry.underscored {
+                if let layer = unet[entry.name] { return (entry.name, layer) }
+                return nil
+            }
+            if let path = unetUnderscored[entry.name] ?? unetUnderscored[LoRATargets.sgmToDiffusers(entry.name, layersPerBlock: layersPerBlock) ?? ""] {
+                return (path, unet[path]!)
+            }
+            return nil
+        case .textEncoder:
+            if !entry.underscored {
+                if let layer = textEncoder[entry.name] { return (entry.name, layer) }
+                return nil
+            }
+            if let path = textEncoderUnderscored[entry.name] { return (path, textEncoder[path]!) }
+            return nil
+        case .textEncoder2:
+            return nil
+        }
+    }
+
+    /// Original-SD ("sgm"/LDM) UNet names with underscores -> diffusers names with underscores:
+    /// input_blocks_{i}_{j}, middle_block_{i}, output_blocks_{i}_{j}, and inside resnets
+    /// in_layers_2 / emb_layers_1 / out_layers_3 / skip_connection. nil when not in that spelling.
+    static func sgmToDiffusers(_ name: String, layersPerBlock: Int) -> String? {
+        let simple = ["time_embed_0": "time_embedding_linear_1", "time_embed_2": "time_embedding_linear_2",
+                      "out_2": "conv_out", "input_blocks_0_0": "conv_in"]
+        if let mapped = simple[name] { return mapped }
+        var parts = name.split(separator: "_").map(String.init)
+        func int(_ i: Int) -> Int? { i < parts.count ? Int(parts[i]) : nil }
+        var head: [String]
+        var tailStart: Int
+        if parts.count > 3, parts[0] == "input", parts[1] == "blocks", let i = int(2), let j = int(3) {
+            if i == 0 { return nil }
+            let block = (i - 1) / (layersPerBlock + 1), layer = (i - 1) % (layersPerBlock + 1)
+            if parts.count > 4, parts[4] == "op" {
+                head = ["down", "blocks", "\(block)", "downsamplers", "0", "conv"]; tailStart = 5
+            } else {
+                head = ["down", "blocks", "\(block)", j == 0 ? "resnets" : "attentions", "\(layer)"]; tailStart = 4
+            }
+        } else if parts.count > 2, parts[0] == "middle", parts[1] == "block", let i = int(2) {
+            switch i {
+            case 0: head = ["mid", "block", "resnets", "0"]
+            case 1: head = ["mid", "block", "attentions", "0"]
+            case 2: head = ["mid", "block", "resnets", "1"]
+            default: return nil
+            }
+            tailStart = 3
+        } else if parts.count > 3, parts[0] == "output", parts[1] == "blocks", let i = int(2), let j = int(3) {
+            let block = i / (layersPerBlock + 1), layer = i % (layersPerBlock + 1)
+            // j: 0 resnet, 1 attention (or upsampler when the block has no attention), 2 upsampler
+            let isUpsampler = j == 2 || (j == 1 && parts.count > 4 && parts[4] == "conv")
+            head = isUpsampler ? ["up", "blocks", "\(block)", "upsamplers", "0"]
+                : ["up", "blocks", "\(block)", j == 0 ? "resnets" : "attentions", "\(layer)"]
+            tailStart = 4
+        } else {
+            return nil
+        }
+        var tail = Array(parts[tailStart...]).joined(separator: "_")
+        for (old, new) in [("in_layers_2", "conv1"), ("emb_layers_1", "time_emb_proj"), ("out_layers_3", "conv2"),
+                           ("skip_connection", "conv_shortcut")] where tail == old {
+            tail = new
+        }
+        parts = head
+        return tail.isEmpty ? head.joined(separator: "_") : head.joined(separator: "_") + "_" + tail
+    }
+}

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import HotswapCore
+import HotswapLoRA
+import HotswapPipeline
+
+/// `hotswap bench swap`: adapter swap times on one model; prints one JSON object of medians.
+struct SwapBench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "swap",
+        abstract: "LoRA swap times: cold (file read + parse + apply), cache hit (unload + apply), unload, apply; medians in ms.")
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: .customLong("adapter"), help: "Adapter file or NAME[:SCALE] (give two or more; swaps alternate between them).")
+    var adapters: [String] = []
+    @Option(help: "Folder that adapter names resolve in.") var adaptersDir: String?
+    @Option(help: "Timed swaps of each kind.") var rounds: Int = 10
+    @Option(help: "fuse or runtime.") var loraMode: String = LoRAMode.fuse.rawValue
+
+    func validate() throws {
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard !adapters.isEmpty else { throw ValidationError("give at least one --adapter (two to alternate)") }
+    }
+
+    func run() throws {
+        guard let mode = LoRAMode(rawValue: loraMode) else { throw CLIError("unknown --lora-mode '\(loraMode)'") }
+        let specs: [AdapterSpec]
+        do { specs = try adapters.map(AdapterSpec.init(parsing:)) } catch { throw CLIError("\(error)") }
+        let start = Date()
+        let model = try modelOptions.load()
+        let loadSeconds = Date().timeIntervalSince(start)
+        let manager = AdapterManager(model: model, adaptersDirectory: adaptersDir.map { URL(fileURLWithPath: $0) },
+                                     cacheLimitBytes: 4 << 30, mode: mode)
+        func swap(_ spec: AdapterSpec) throws -> SwapReport {
+            do { return try manager.activate([spec]) } catch { throw CLIError("\(error)") }
+        }
+        // Warm-up: first touch of the fused buffers and the files in the page cache.
+        for spec in specs { _ = try swap(spec) }
+        _ = try manager.activate([])
+
+        // Cold: the cache emptied before each swap (the file comes from the OS page cache).
+        var cold: [Double] = [], coldLoad: [Double] = [], coldApply: [Double] = []
+        for round in 0..<rounds {
+            let spec = specs[round % specs.count]
+            manager.cache.removeAll()
+            _ = try manager.activate([])
+            let report = try swap(spec)
+            precondition(report.cache == .miss)
+            cold.append(report.totalMs)
+            coldLoad.append(report.loadMs)
+            coldApply.append(report.applyMs)
+        }
+        // Hit: alternate between cached adapters; each swap takes the previous one off.
+        for spec in specs { _ = try swap(spec) }
+        var hit: [Double] = [], unload: [Double] = [], apply: [Double] = []
+        let alternating = specs.count > 1 ? specs : [specs[0], AdapterSpec(name: specs[0].name, scale: specs[0].scale * 0.5)]
+        for round in 0..<rounds * 2 {
+            let report = try swap(alternating[(round + 1) % alternating.count])
+            precondition(report.cache == .hit, "expected a cache hit, got \(report.cache)")
+            hit.append(report.totalMs)
+            unload.append(report.unloadMs)
+            apply.append(report.applyMs)
+        }
+        let layers = try swap(specs[0]).layers
+        func median(_ xs: [Double]) -> Double {
+            let s = xs.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let result: [String: Any] = [
+            "bench": "swap", "model": model.name, "mode": mode.rawValue, "adapters": specs.map(\.description),
+            "rounds": rounds, "layers": layers,
+            "cold_ms": median(cold), "cold_load_ms": median(coldLoad), "cold_apply_ms": median(coldApply),
+            "hit_ms": median(hit), "unload_ms": median(unload), "apply_ms": median(apply),
+            "hit_ms_min": hit.min()!, "cold_ms_min": cold.min()!,
+            "load_seconds": loadSeconds, "blas_core": BLAS.coreName, "cores": ProcessInfo.processInfo.activeProcessorCount,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
