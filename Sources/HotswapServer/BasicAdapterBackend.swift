@@ -1,5 +1,5 @@
-// The adapter backend used until HotswapLoRA's AdapterManager is wired in: it lists adapter files
-// and checks that an upload is a well-formed safetensors file, but cannot apply adapters.
+// An adapter backend without LoRA: it lists adapter files and checks that an upload is a
+// well-formed safetensors file, but cannot apply adapters (for a base-model-only server).
 import Foundation
 import HotswapModels
 import HotswapPipeline
@@ -48,10 +48,7 @@ public final class BasicAdapterBackend: AdapterBackend, @unchecked Sendable {
                                   size: Int64(file.fileSize))
     }
 
-    public func changed(named name: String) {}
-}
+    public func loraHashes() -> [LoraHash] { [] }
 
-/// The adapter backend `hotswap serve` uses.
-public func makeAdapterBackend(adaptersDirectory: URL) -> any AdapterBackend {
-    BasicAdapterBackend(directory: adaptersDirectory)
+    public func changed(named name: String) {}
 }

@@ -84,9 +84,12 @@ public struct GenerationOutcome: Sendable {
     public var scheduler: SchedulerName
     public var timings: ImageTimings
     public var swap: SwapSummary
+    /// The active adapters' A1111 short hashes, for the infotext.
+    public var loraHashes: [LoraHash]
 
     public init(width: Int, height: Int, rgb: [UInt8], seed: UInt64, scheduler: SchedulerName,
-                timings: ImageTimings, swap: SwapSummary) {
+                timings: ImageTimings, swap: SwapSummary, loraHashes: [LoraHash] = []) {
+        self.loraHashes = loraHashes
         self.width = width
         self.height = height
         self.rgb = rgb
@@ -97,6 +100,16 @@ public struct GenerationOutcome: Sendable {
     }
 
     public var inferenceMs: Double { timings.textEncodeMs + timings.denoiseMs + timings.decodeMs }
+}
+
+/// An adapter name and its A1111 short hash (first 12 hex digits of the file's SHA-256).
+public struct LoraHash: Sendable, Equatable {
+    public var name: String
+    public var hash: String
+    public init(name: String, hash: String) {
+        self.name = name
+        self.hash = hash
+    }
 }
 
 /// What start-up cost: the warm-up row of the timing database.

@@ -111,6 +111,8 @@ struct ImagesController<Context: RequestContext>: Sendable {
                     if disconnected.withLockedValue({ $0 }) { ticket.cancel() }
                 }) { ticket in
                     let outcome = try generator.generate(job, shouldContinue: { !ticket.isCancelled })
+                    var infotext = infotext
+                    infotext.loraHashes = outcome.loraHashes.map { (name: $0.name, hash: $0.hash) }
                     let png = try PNGWriter.encode(rgb: outcome.rgb, width: outcome.width, height: outcome.height,
                                                    text: [(key: "parameters", value: infotext.text)])
                     return Rendered(outcome: outcome, png: png)

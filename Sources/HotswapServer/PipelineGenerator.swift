@@ -15,6 +15,8 @@ public protocol AdapterBackend: AnyObject, Sendable {
     func list() throws -> [AdapterDescription]
     func describe(named name: String) throws -> AdapterDescription?
     func validate(at url: URL, name: String) throws -> AdapterDescription
+    /// (name, A1111 short hash) of the active adapters, for the infotext's "Lora hashes".
+    func loraHashes() -> [LoraHash]
     func changed(named name: String)
 }
 
@@ -79,7 +81,7 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
                                  scheduler: image.scheduler,
                                  timings: ImageTimings(textEncodeMs: image.timings.textEncodeMs, denoiseMs: image.timings.denoiseMs,
                                                        decodeMs: image.timings.decodeMs),
-                                 swap: swap)
+                                 swap: swap, loraHashes: adapters.loraHashes())
     }
 
     public func listAdapters() throws -> [AdapterDescription] { try adapters.list() }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HotswapLoRA
 import HotswapServer
 import Logging
 
@@ -26,6 +27,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Largest adapter upload, in MiB.") var maxAdapterMb: Int = 512
     @Option(parsing: .upToNextOption, help: "Adapters to load into the cache before the server is ready.")
     var preload: [String] = []
+    @Option(help: "Adapter cache size in MiB (parsed adapters kept in memory).") var cacheMb: Int = 2048
+    @Option(help: "How adapters act: fuse (weights merged per swap, fast inference) or runtime (low-rank terms at every call).")
+    var loraMode: String = LoRAMode.fuse.rawValue
     @Option(help: "Denoising steps of the warm-up pass.") var warmupSteps: Int = 1
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
 
@@ -35,6 +39,8 @@ struct Serve: ParsableCommand {
         guard maxPixels >= 64 else { throw ValidationError("--max-pixels must be at least 64") }
         guard requestTimeout >= 0 else { throw ValidationError("--request-timeout must be >= 0") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        guard LoRAMode(rawValue: loraMode) != nil else { throw ValidationError("unknown --lora-mode \(loraMode)") }
+        guard cacheMb >= 0 else { throw ValidationError("--cache-mb must be >= 0") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         for name in preload where !AdapterName.isValid(name) {
             throw ValidationError("--preload \(name): adapter names match [A-Za-z0-9._-]{1,64}")
@@ -70,12 +76,14 @@ struct Serve: ParsableCommand {
             preload: preload, maxAdapterBytes: maxAdapterMb * 1024 * 1024)
         let recorder: any TimingRecording
         do {
-            recorder = try SQLiteTimingRecorder(path: db)
+            recorder = try TimingStoreRecorder(path: db)
         } catch {
             throw CLIError("cannot open the timing database \(db): \(error)")
         }
         let generator = PipelineGenerator(modelDirectory: modelURL,
-                                          adapters: makeAdapterBackend(adaptersDirectory: adaptersURL),
+                                          adapters: makeAdapterBackend(adaptersDirectory: adaptersURL,
+                                                                       cacheLimitBytes: cacheMb * 1024 * 1024,
+                                                                       mode: LoRAMode(rawValue: loraMode) ?? .fuse),
                                           warmupSteps: warmupSteps)
         let service = ImageService(configuration: configuration, generator: generator, recorder: recorder, logger: logger)
         logger.info("starting", metadata: [

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import HotswapLoRA
 import HotswapPipeline
 import Hummingbird
 import HummingbirdTesting
@@ -17,7 +18,7 @@ struct LiveServerTests {
         let adapters = directory.appendingPathComponent("adapters")
         try FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
         let dbPath = directory.appendingPathComponent("timings.sqlite").path
-        let recorder = try SQLiteTimingRecorder(path: dbPath)
+        let recorder = try TimingStoreRecorder(path: dbPath)
         let generator = PipelineGenerator(modelDirectory: Fixtures.url("models/sd1-tiny"),
                                           adapters: makeAdapterBackend(adaptersDirectory: adapters), warmupSteps: 1)
         var logger = Logger(label: "live")
@@ -62,21 +63,75 @@ struct LiveServerTests {
             #expect(again.status == .ok)
             #expect(try PNGReader.read(Data(buffer: again.body)).width == 64)
 
+            // LoRA: a miss, then reuse, back to the base model, then a cache hit.
+            try FileManager.default.copyItem(at: Fixtures.url("lora/sd1-tiny/kohya.safetensors"),
+                                             to: adapters.appendingPathComponent("kohya.safetensors"))
+            var caches: [String] = []
+            var first: [UInt8] = []
+            for adapter in ["kohya", "kohya", nil, "kohya"] as [String?] {
+                var body: [String: Any] = ["prompt": "a red square", "seed": 1234, "steps": 3, "width": 64, "height": 48]
+                if let adapter { body["adapters"] = [["name": adapter, "scale": 0.8]] }
+                let r = try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders, body: json(body))
+                #expect(r.status == .ok)
+                caches.append(r.headers[HTTPField.Name("X-Adapter-Cache")!] ?? "?")
+                let image = try PNGReader.read(Data(buffer: r.body))
+                if adapter != nil {
+                    #expect(image.text["parameters"]?.contains("Lora hashes") == true)
+                    if first.isEmpty { first = image.rgb } else { #expect(image.rgb == first) }
+                } else {
+                    #expect(image.rgb == png.rgb, "back to the base model gives the base image")
+                }
+            }
+            #expect(caches == ["miss", "reuse", "none", "hit"])
+            #expect(first != png.rgb)
+            // The same adapter through the engine directly gives the same pixels.
+            let manager = AdapterManager(model: model, adaptersDirectory: adapters, cacheLimitBytes: 1 << 26)
+            try manager.activate([AdapterSpec(name: "kohya", scale: 0.8)])
+            let directLoRA = try StableDiffusionPipeline(model: model).generate(
+                GenerationRequest(prompt: "a red square", steps: 3, seed: 1234, width: 64, height: 48))
+            #expect(directLoRA.rgb == first)
+
+            // Uploads are key-checked against the base.
+            let badKeys = try await client.execute(uri: "/v1/adapters/bad", method: .put,
+                                                   body: ByteBuffer(bytes: try Data(contentsOf: Fixtures.url("lora/sd1-tiny/bad_keys.safetensors"))))
+            #expect(badKeys.status == .unprocessableContent)
+            let badShapes = try await client.execute(uri: "/v1/adapters/bad", method: .put,
+                                                     body: ByteBuffer(bytes: try Data(contentsOf: Fixtures.url("lora/sd1-tiny/bad_shapes.safetensors"))))
+            #expect(badShapes.status == .unprocessableContent)
+            let garbage = try await client.execute(uri: "/v1/adapters/bad", method: .put, body: ByteBuffer(string: "garbage"))
+            #expect(garbage.status == .unprocessableContent)
+            let good = try await client.execute(uri: "/v1/adapters/peft", method: .put,
+                                                body: ByteBuffer(bytes: try Data(contentsOf: Fixtures.url("lora/sd1-tiny/peft_attn.safetensors"))))
+            #expect(good.status == .created)
+            let list = try await client.execute(uri: "/v1/adapters", method: .get)
+            struct Listing: Decodable { let adapters: [AdapterDescription] }
+            let listed = try JSONDecoder().decode(Listing.self, from: Data(buffer: list.body)).adapters
+            #expect(listed.map(\.name) == ["kohya", "peft"])
+            #expect(listed.first?.format == "kohya" && listed.first?.cached == true && listed.first?.active == true)
+            #expect(listed.last?.rank ?? 0 > 0 && listed.last?.targets.isEmpty == false)
+            let withPeft = try await client.execute(uri: "/v1/images?adapter=peft", method: .post, headers: jsonHeaders,
+                                                    body: json(["prompt": "x", "steps": 2]))
+            #expect(withPeft.status == .ok)
+            #expect(withPeft.headers[HTTPField.Name("X-Adapter-Cache")!] == "miss")
+
             let timings = try await client.execute(uri: "/v1/timings", method: .get)
             let rows = try #require(try JSONSerialization.jsonObject(with: Data(buffer: timings.body)) as? [String: Any])
-            #expect((rows["requests"] as? [Any])?.count == 2)
+            #expect((rows["requests"] as? [Any])?.count == 7)
         }
 
         // The database was flushed and closed at shutdown; read it back.
-        let reopened = try SQLiteTimingRecorder(path: dbPath)
+        let reopened = try TimingStoreRecorder(path: dbPath)
         defer { reopened.close() }
         let rows = try reopened.latestRequests(limit: 10)
-        #expect(rows.count == 2)
+        #expect(rows.count == 7)
         #expect(rows.last?.seed == 1234)
         #expect(rows.last?.width == 64 && rows.last?.height == 48 && rows.last?.steps == 3)
-        #expect(rows.allSatisfy { $0.outcome == "ok" && $0.status == 200 && $0.inferenceMs > 0 && $0.cache == "none" })
+        #expect(rows.allSatisfy { $0.outcome == "ok" && $0.status == 200 && $0.inferenceMs > 0 && !$0.requestID.isEmpty })
+        #expect(rows.reversed().map(\.cache) == ["none", "none", "miss", "reuse", "none", "hit", "miss"])
+        #expect(rows.reversed().map(\.adapters) == ["", "", "kohya:0.8", "kohya:0.8", "", "kohya:0.8", "peft:1"])
+        #expect(rows[4].loadMs > 0 && rows[4].swapMs >= rows[4].loadMs)
         let counts = try reopened.rowCounts()
         #expect(counts.warmups == 1)
-        #expect(counts.requests == 2)
+        #expect(counts.requests == 7)
     }
 }
