@@ -62,10 +62,12 @@ struct AdaptersController<Context: RequestContext>: Sendable {
         let description: AdapterDescription
         do {
             description = try service.generator.validateAdapter(at: temp, name: name)
-        } catch let error as AdapterValidationError {
-            throw APIError(.unprocessableContent, code: "invalid_adapter", message: error.description)
         } catch {
-            throw APIError(.unprocessableContent, code: "invalid_adapter", message: "\(error)")
+            // Name the upload, not the temporary file.
+            let message = "\(error)".replacingOccurrences(of: temp.path, with: "\(name).safetensors")
+                .replacingOccurrences(of: temp.lastPathComponent, with: "\(name).safetensors")
+            service.logger.notice("adapter upload refused", metadata: ["adapter": .string(name), "reason": .string(message)])
+            throw APIError(.unprocessableContent, code: "invalid_adapter", message: message)
         }
         let existed = FileManager.default.fileExists(atPath: destination.path)
         guard rename(temp.path, destination.path) == 0 else {

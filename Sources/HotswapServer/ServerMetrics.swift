@@ -77,7 +77,8 @@ public final class ServerMetrics: Sendable {
         swapSeconds.record(swap.totalMs / 1000)
         inferenceSeconds.record(inferenceMs / 1000)
         cacheCounters[swap.cache]?.increment()
-        if swap.cache == .hit || swap.cache == .miss { swaps.increment() }
+        // A swap: a new set applied, or the previous set unloaded for a request without adapters.
+        if swap.cache == .hit || swap.cache == .miss || (swap.cache == .none && swap.unloadMs > 0) { swaps.increment() }
     }
 
     func recordQueueWait(ms: Double) {
