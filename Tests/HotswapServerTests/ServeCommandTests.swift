@@ -66,7 +66,56 @@ struct ServeCommandTests {
         #expect(try recorder.rowCounts().requests == 2)
         #expect(try recorder.rowCounts().warmups == 1)
         #expect(try recorder.latestRequests(limit: 5).map(\.steps) == [60, 3])
+
+        // The timing report agrees with the rows.
+        let report = try runTimingReport([db.path, "--json"])
+        #expect(report.status == 0, "\(report.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+        #expect(object["requests"] as? Int == 2)
+        #expect(object["starts"] as? Int == 1)
+        let perAdapter = try #require(object["per_adapter"] as? [String: Any])
+        #expect(Set(perAdapter.keys) == ["kohya", "(none)"])
+        let table = try runTimingReport([db.path, "--adapter", "kohya"])
+        #expect(table.stdout.contains("Adapter kohya: 1 requests"))
+        #expect(table.stdout.contains("base load (warm page cache)") || table.stdout.contains("base load (cold page cache)"))
     }
+
+    @Test func timingReportRunsOnAnEmptyDatabase() throws {
+        let directory = try makeTemporaryDirectory("report")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let db = directory.appendingPathComponent("empty.sqlite").path
+        TimingStoreRecorderFactory.make(db)
+        let report = try runTimingReport([db, "--since", "1h"])
+        #expect(report.status == 0, "\(report.stderr)")
+        #expect(report.stdout.contains("0 request row(s)"))
+        #expect(report.stdout.contains("inference"))
+        let json = try runTimingReport([db, "--json"])
+        #expect(json.status == 0)
+        let missing = try runTimingReport([directory.appendingPathComponent("nope.sqlite").path])
+        #expect(missing.status != 0 && missing.stderr.contains("no such file"))
+    }
+}
+
+enum TimingStoreRecorderFactory {
+    static func make(_ path: String) {
+        let recorder = try? TimingStoreRecorder(path: path)
+        recorder?.close()
+    }
+}
+
+/// Runs Scripts/timing-report with the system python3 (standard library only).
+func runTimingReport(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", Fixtures.repositoryRoot.appendingPathComponent("Scripts/timing-report").path] + arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
 /// Reads a pipe in the background and keeps what it read.
