@@ -14,6 +14,12 @@ ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,te
   text, textb<B>                text encoder forward on B (default 2) prompts of 77 tokens
   load                          StableDiffusionPipeline.from_pretrained(DIR, torch_dtype=float32),
                                 page cache warm (the warm-up load reads the files first)
+  swap                          LoRA swap cycle with the --adapter files (give two; not in the default rows):
+                                diffusers: load_lora_weights(file) + fuse_lora(), then unfuse_lora() +
+                                unload_lora_weights(), alternating files; one cycle timed per run.
+                                hotswap: `BIN bench swap --model DIR --adapter A --adapter B --rounds N`;
+                                its hit_ms (cache hit: unload + apply) is the compared figure, cold_ms
+                                (file read + parse + apply) is kept alongside.
 
 diffusers side: torch.set_num_threads(T) (default 2), torch.inference_mode(), WARMUP untimed runs
 (default 1), then RUNS timed runs (default 3); reports median and min wall-clock seconds.
@@ -62,6 +68,8 @@ def parse_row(row: str) -> dict:
         return {"row": row, "kind": "text", "batch": int(m.group(1) or 2)}
     if row == "load":
         return {"row": row, "kind": "load"}
+    if row == "swap":
+        return {"row": row, "kind": "swap"}
     raise SystemExit(f"unknown row {row!r} (expected unet<S>b<B>, unet<W>x<H>b<B>, vae<S>, vae<W>x<H>, text, textb<B>, load)")
 
 
@@ -74,12 +82,18 @@ def describe(spec: dict, cross_dim) -> str:
         return f"VAE decode [1,4,{spec['height'] // 8},{spec['width'] // 8}] -> {spec['width']}x{spec['height']}"
     if k == "text":
         return f"text encoder [{spec['batch']},77]"
+    if k == "swap":
+        return "LoRA swap cycle (diffusers load+fuse+unfuse+unload; hotswap cache hit)"
     return "pipeline from_pretrained"
 
 
-def hotswap_argv(binary: str, model: Path, spec: dict, runs: int) -> list:
+def hotswap_argv(binary: str, model: Path, spec: dict, runs: int, adapters=()) -> list:
     k = spec["kind"]
     argv = [binary, "bench", k, "--model", str(model)]
+    if k == "swap":
+        for a in adapters:
+            argv += ["--adapter", str(a)]
+        return argv + ["--rounds", str(max(runs, 5))]
     if k in ("unet", "vae"):
         argv += ["--width", str(spec["width"]), "--height", str(spec["height"])]
     if k in ("unet", "text"):
@@ -105,6 +119,9 @@ def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
                 break
             except json.JSONDecodeError:
                 continue
+    if result is not None and "hit_ms" in result:  # bench swap: milliseconds of a cache-hit swap
+        result.setdefault("seconds_median", result["hit_ms"] / 1000)
+        result.setdefault("seconds_min", result.get("hit_ms_min", result["hit_ms"]) / 1000)
     if proc.returncode != 0 or result is None or "seconds_median" not in result or "seconds_min" not in result:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"exit {proc.returncode}, no JSON with seconds_median/seconds_min; " + " | ".join(tail)}
@@ -143,6 +160,32 @@ class Diffusers:
             return json.loads((self.model / "unet" / "config.json").read_text())["cross_attention_dim"]
         except (OSError, KeyError, ValueError):
             return None
+
+    def swap(self, adapters: list, runs: int, warmup: int) -> dict:
+        """One cycle: load_lora_weights(file) + fuse_lora(), then unfuse_lora() + unload_lora_weights()."""
+        pipe = self.pipeline()
+        files = [Path(a) for a in adapters] or []
+        if not files:
+            raise SystemExit("the swap row needs --adapter FILE (twice)")
+        state = {"i": 0, "in": [], "out": []}
+
+        def cycle():
+            f = files[state["i"] % len(files)]
+            state["i"] += 1
+            t0 = time.perf_counter()
+            pipe.load_lora_weights(str(f.parent), weight_name=f.name, adapter_name="bench")
+            pipe.fuse_lora(adapter_names=["bench"], lora_scale=1.0)
+            t1 = time.perf_counter()
+            pipe.unfuse_lora()
+            pipe.unload_lora_weights()
+            t2 = time.perf_counter()
+            state["in"].append(t1 - t0)
+            state["out"].append(t2 - t1)
+        result = timed(cycle, runs, warmup)
+        timed_in, timed_out = state["in"][warmup:], state["out"][warmup:]
+        result["load_fuse_median"] = statistics.median(timed_in)
+        result["unfuse_unload_median"] = statistics.median(timed_out)
+        return result
 
     def bench(self, spec: dict, runs: int, warmup: int) -> dict:
         import torch
@@ -198,6 +241,7 @@ def main() -> int:
     parser.add_argument("--hotswap-timeout", type=float, default=3600, help="seconds per hotswap row")
     parser.add_argument("--no-diffusers", action="store_true", help="only run the hotswap side")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--adapter", action="append", default=[], help="LoRA file for the swap row (repeat: two)")
     args = parser.parse_args()
 
     if not (args.model / "model_index.json").exists():
@@ -236,10 +280,11 @@ def main() -> int:
                **{k: v for k, v in spec.items() if k not in ("row",)}}
         log(f"{spec['row']}: {row['description']}")
         if bench is not None:
-            row["diffusers"] = bench.bench(spec, args.runs, args.warmup)
+            row["diffusers"] = (bench.swap(args.adapter, args.runs, args.warmup) if spec["kind"] == "swap"
+                                else bench.bench(spec, args.runs, args.warmup))
             log(f"  diffusers: median {row['diffusers']['seconds_median']:.3f}s min {row['diffusers']['seconds_min']:.3f}s")
         if args.hotswap:
-            row["hotswap"] = run_hotswap(hotswap_argv(args.hotswap, args.model, spec, args.runs), args.threads,
+            row["hotswap"] = run_hotswap(hotswap_argv(args.hotswap, args.model, spec, args.runs, args.adapter), args.threads,
                                          args.hotswap_timeout)
             if "error" in row["hotswap"]:
                 log(f"  hotswap: {row['hotswap']['error']}")

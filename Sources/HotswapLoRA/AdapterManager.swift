@@ -189,7 +189,7 @@ public final class AdapterManager {
                 if let existing = buffers[id], existing.shape == base.shape {
                     buffer = existing
                 } else {
-                    buffer = Tensor(shape: base.shape, storage: TensorStorage(count: base.count))
+                    buffer = FusedBuffer.tensor(shape: base.shape)
                     buffers[id] = buffer
                 }
                 let columns = base.count / base.shape[0]

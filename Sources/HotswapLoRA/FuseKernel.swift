@@ -1,9 +1,10 @@
 import Foundation
+import HotswapCore
 
-/// fused = base + sum over terms of scale * up * down, row by row: each output row is the base
-/// row plus a few axpy passes over the (cache-resident) down rows, so memory traffic is one read
-/// of the base and one write of the result, not the copy-then-sgemm(beta = 1) three passes.
-/// Rows are split across cores. The result depends only on the inputs and the term order, never
+/// fused = base + sum over terms of scale * up * down, in bands of rows small enough to stay in
+/// cache between the copy of the base and the sgemm updates: memory traffic is one read of the
+/// base and one write of the result, not the copy-then-sgemm(beta = 1) passes over whole layers.
+/// Bands are split across cores. The result depends only on the inputs and the term order, never
 /// on the split.
 enum FuseKernel {
     struct Term {
@@ -22,7 +23,7 @@ enum FuseKernel {
     }
 
     /// Runs every job, splitting them into row bands of about `bandFloats` elements over `workers` threads.
-    static func run(_ jobs: [Job], workers: Int = ProcessInfo.processInfo.activeProcessorCount, bandFloats: Int = 1 << 16) {
+    static func run(_ jobs: [Job], workers: Int = ProcessInfo.processInfo.activeProcessorCount, bandFloats: Int = 1 << 15) {
         var bands: [(job: Int, rows: Range<Int>)] = []
         for (index, job) in jobs.enumerated() {
             let rowsPerBand = max(1, bandFloats / max(1, job.columns))
@@ -49,21 +50,17 @@ enum FuseKernel {
         }
     }
 
+    /// One band of rows: copy the base rows (the band then sits in cache), then add each term
+    /// with sgemm (beta = 1) on the cached band, so main memory sees one read and one write.
     @inline(__always)
     static func fuse(_ job: Job, rows: Range<Int>) {
         let n = job.columns
-        for r in rows {
-            let out = job.out + r * n
-            out.update(from: job.base + r * n, count: n)
-            for term in job.terms {
-                let upRow = term.up + r * term.rank
-                for k in 0..<term.rank {
-                    let w = term.scale * upRow[k]
-                    if w == 0 { continue }
-                    let down = term.down + k * n
-                    for j in 0..<n { out[j] += w * down[j] }
-                }
-            }
+        let out = job.out + rows.lowerBound * n
+        out.update(from: job.base + rows.lowerBound * n, count: rows.count * n)
+        for term in job.terms {
+            BLAS.sgemm(m: rows.count, n: n, k: term.rank, alpha: term.scale,
+                       a: term.up + rows.lowerBound * term.rank, lda: term.rank,
+                       b: term.down, ldb: n, beta: 1, c: out, ldc: n)
         }
     }
 }

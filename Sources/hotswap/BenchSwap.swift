@@ -50,10 +50,11 @@ struct SwapBench: ParsableCommand {
         }
         // Hit: alternate between cached adapters; each swap takes the previous one off.
         for spec in specs { _ = try swap(spec) }
-        var hit: [Double] = [], unload: [Double] = [], apply: [Double] = []
         let alternating = specs.count > 1 ? specs : [specs[0], AdapterSpec(name: specs[0].name, scale: specs[0].scale * 0.5)]
+        _ = try swap(alternating.last!)
+        var hit: [Double] = [], unload: [Double] = [], apply: [Double] = []
         for round in 0..<rounds * 2 {
-            let report = try swap(alternating[(round + 1) % alternating.count])
+            let report = try swap(alternating[round % alternating.count])
             precondition(report.cache == .hit, "expected a cache hit, got \(report.cache)")
             hit.append(report.totalMs)
             unload.append(report.unloadMs)
