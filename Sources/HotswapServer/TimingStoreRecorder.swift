@@ -1,8 +1,7 @@
 // The timing database behind `hotswap serve --db FILE`: HotswapStore's TimingStore (tables
-// `warmups` and `requests`), plus two tables of the server's own in the same file for what only
-// the server knows, read by Scripts/timing-report:
+// `warmups` and `requests`, with the server's request id, HTTP status and queue time), plus one
+// table of the server's own in the same file, read by Scripts/timing-report:
 //   server_warmups(warmup_id PRIMARY KEY -> warmups.id, preloaded, adapter_load_ms)
-//   server_requests(request_id PRIMARY KEY -> requests.id, http_request_id, status, queue_ms, inference_ms)
 import CSQLite
 import Foundation
 import HotswapStore
@@ -23,13 +22,6 @@ public final class TimingStoreRecorder: TimingRecording, @unchecked Sendable {
             warmup_id INTEGER PRIMARY KEY REFERENCES warmups(id),
             preloaded TEXT NOT NULL,
             adapter_load_ms REAL NOT NULL
-        );
-        CREATE TABLE IF NOT EXISTS server_requests (
-            request_id INTEGER PRIMARY KEY REFERENCES requests(id),
-            http_request_id TEXT NOT NULL,
-            status INTEGER NOT NULL,
-            queue_ms REAL NOT NULL,
-            inference_ms REAL NOT NULL
         );
         """
 
@@ -62,43 +54,23 @@ public final class TimingStoreRecorder: TimingRecording, @unchecked Sendable {
 
     public func recordRequest(_ t: RequestTiming) throws {
         let ok = t.outcome == "ok"
-        let id = try store.recordRequest(RequestRecord(
-            createdAt: Date(timeIntervalSince1970: t.startedAt), warmupId: lock.withLock { warmupID }, adapters: t.adapters,
-            cache: t.cache, swapUnloadMs: t.unloadMs, swapLoadMs: t.loadMs, swapApplyMs: t.applyMs, swapMs: t.swapMs,
-            textEncodeMs: ok ? t.textEncodeMs : nil, denoiseMs: ok ? t.denoiseMs : nil, decodeMs: ok ? t.decodeMs : nil,
-            pngMs: nil, totalMs: t.totalMs, steps: t.steps, width: t.width, height: t.height, scheduler: t.scheduler,
-            seed: t.seed, outcome: t.outcome, error: t.error))
-        try lock.withLock {
-            try run("INSERT OR REPLACE INTO server_requests (request_id, http_request_id, status, queue_ms, inference_ms) VALUES (?, ?, ?, ?, ?)",
-                    [.integer(id), .text(t.requestID), .integer(Int64(t.status)), .real(t.queueMs), .real(t.inferenceMs)])
-        }
+        try store.recordRequest(RequestRecord(
+            createdAt: Date(timeIntervalSince1970: t.startedAt), warmupId: lock.withLock { warmupID }, requestId: t.requestID,
+            status: t.status, queueMs: t.queueMs, adapters: t.adapters, cache: t.cache, swapUnloadMs: t.unloadMs,
+            swapLoadMs: t.loadMs, swapApplyMs: t.applyMs, swapMs: t.swapMs, textEncodeMs: ok ? t.textEncodeMs : nil,
+            denoiseMs: ok ? t.denoiseMs : nil, decodeMs: ok ? t.decodeMs : nil, pngMs: nil, totalMs: t.totalMs,
+            steps: t.steps, width: t.width, height: t.height, scheduler: t.scheduler, seed: t.seed, outcome: t.outcome,
+            error: t.error))
     }
 
     public func latestRequests(limit: Int) throws -> [RequestTiming] {
-        let records = try store.latestRequests(limit: limit)
-        let extras: [Int64: (String, Int, Double, Double)] = try lock.withLock {
-            guard let db, let low = records.compactMap(\.id).min() else { return [:] }
-            var statement: OpaquePointer?
-            guard sqlite3_prepare_v2(db, "SELECT request_id, http_request_id, status, queue_ms, inference_ms FROM server_requests WHERE request_id >= ?",
-                                     -1, &statement, nil) == SQLITE_OK else { throw lastError() }
-            defer { sqlite3_finalize(statement) }
-            sqlite3_bind_int64(statement, 1, low)
-            var out: [Int64: (String, Int, Double, Double)] = [:]
-            while sqlite3_step(statement) == SQLITE_ROW {
-                out[sqlite3_column_int64(statement, 0)] = (
-                    sqlite3_column_text(statement, 1).map { String(cString: $0) } ?? "",
-                    Int(sqlite3_column_int64(statement, 2)), sqlite3_column_double(statement, 3), sqlite3_column_double(statement, 4))
-            }
-            return out
-        }
-        return records.map { r in
-            let extra = r.id.flatMap { extras[$0] }
-            return RequestTiming(
-                requestID: extra?.0 ?? "", startedAt: r.createdAt.timeIntervalSince1970, adapters: r.adapters,
-                status: extra?.1 ?? (r.outcome == "ok" ? 200 : 0), outcome: r.outcome, cache: r.cache ?? "",
-                queueMs: extra?.2 ?? 0, unloadMs: r.swapUnloadMs ?? 0, loadMs: r.swapLoadMs ?? 0, applyMs: r.swapApplyMs ?? 0,
-                swapMs: r.swapMs ?? 0, textEncodeMs: r.textEncodeMs ?? 0, denoiseMs: r.denoiseMs ?? 0, decodeMs: r.decodeMs ?? 0,
-                inferenceMs: extra?.3 ?? ((r.textEncodeMs ?? 0) + (r.denoiseMs ?? 0) + (r.decodeMs ?? 0)),
+        try store.latestRequests(limit: limit).map { r in
+            RequestTiming(
+                requestID: r.requestId ?? "", startedAt: r.createdAt.timeIntervalSince1970, adapters: r.adapters,
+                status: r.status ?? 0, outcome: r.outcome, cache: r.cache ?? "", queueMs: r.queueMs ?? 0,
+                unloadMs: r.swapUnloadMs ?? 0, loadMs: r.swapLoadMs ?? 0, applyMs: r.swapApplyMs ?? 0, swapMs: r.swapMs ?? 0,
+                textEncodeMs: r.textEncodeMs ?? 0, denoiseMs: r.denoiseMs ?? 0, decodeMs: r.decodeMs ?? 0,
+                inferenceMs: (r.textEncodeMs ?? 0) + (r.denoiseMs ?? 0) + (r.decodeMs ?? 0),
                 totalMs: r.totalMs ?? 0, steps: r.steps ?? 0, width: r.width ?? 0, height: r.height ?? 0, seed: r.seed ?? 0,
                 scheduler: r.scheduler ?? "", error: r.error)
         }
