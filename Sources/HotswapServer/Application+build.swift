@@ -125,6 +125,15 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             throw error
         } catch let error as HTTPError {
+            // A known path with a method it does not serve: 405 with Allow, not 404.
+            if error.status == .notFound {
+                let allowed = allowedMethods(path: request.uri.path)
+                if !allowed.isEmpty {
+                    throw APIError(.methodNotAllowed, code: "method_not_allowed",
+                                   message: "\(request.method.rawValue) is not served on \(request.uri.path); use \(allowed.joined(separator: ", "))",
+                                   headers: [.allow: allowed.joined(separator: ", ")])
+                }
+            }
             let code: String
             switch error.status.code {
             case 404: code = "not_found"
@@ -139,5 +148,17 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("unhandled error: \(error)")
             throw APIError(.internalServerError, code: "internal_error", message: "\(error)")
         }
+    }
+}
+
+/// The methods `serverRoutes` serves on `path` ({name} matches one segment).
+func allowedMethods(path: String) -> [String] {
+    let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+    return serverRoutes.compactMap { route -> String? in
+        let parts = route.split(separator: " ")
+        let pattern = parts[1].split(separator: "/", omittingEmptySubsequences: true)
+        guard pattern.count == segments.count else { return nil }
+        for (p, s) in zip(pattern, segments) where !(p.hasPrefix("{") && p.hasSuffix("}")) && p != s { return nil }
+        return String(parts[0])
     }
 }

@@ -55,8 +55,13 @@ struct OpenAPITests {
                 let response = try await client.execute(uri: uri, method: method, headers: jsonHeaders, body: body)
                 #expect(response.status.kind == .successful, "\(route): \(response.status)")
             }
-            let unknown = try await client.execute(uri: "/v1/images", method: .get)
-            #expect(unknown.status == .notFound || unknown.status == .methodNotAllowed)
+            let wrongMethod = try await client.execute(uri: "/v1/images", method: .get)
+            #expect(wrongMethod.status == .methodNotAllowed)
+            #expect(wrongMethod.headers[.allow] == "POST")
+            let wrongOnAdapter = try await client.execute(uri: "/v1/adapters/alpha", method: .post)
+            #expect(wrongOnAdapter.headers[.allow] == "GET, PUT, DELETE")
+            let unknown = try await client.execute(uri: "/v1/nothing", method: .get)
+            #expect(unknown.status == .notFound)
         }
     }
 }
