@@ -40,7 +40,7 @@ public final class LoRAAdapterBackend: AdapterBackend, @unchecked Sendable {
                 throw AdapterMissingError(name: name)
             }
             do {
-                loadMs += try manager.activate([AdapterSpec(name: name, scale: 1)]).loadMs
+                loadMs += try manager.activate([AdapterSpec(name: AdapterName.fileURL(for: name, in: directory)!.path, scale: 1)]).loadMs
             } catch let error as LoRAError {
                 throw AdapterValidationError("--preload \(name): \(error)")
             }
@@ -51,12 +51,22 @@ public final class LoRAAdapterBackend: AdapterBackend, @unchecked Sendable {
 
     public func activate(_ adapters: [AdapterRef]) throws -> SwapSummary {
         guard let manager = loaded else { throw AdapterValidationError("the base model is not loaded yet") }
+        // Full paths inside the adapters directory, so the manager never looks anywhere else
+        // (it would take a bare "x.safetensors" relative to the working directory).
+        var specs: [AdapterSpec] = []
+        for adapter in adapters {
+            guard let url = AdapterName.fileURL(for: adapter.name, in: directory) else { throw AdapterMissingError(name: adapter.name) }
+            specs.append(AdapterSpec(name: url.path, scale: adapter.scale))
+        }
         let report: SwapReport
         do {
-            report = try manager.activate(adapters.map { AdapterSpec(name: $0.name, scale: $0.scale) })
+            report = try manager.activate(specs)
         } catch let error as LoRAError {
-            if case .unknownAdapter(let name, _, _) = error { throw AdapterMissingError(name: name) }
-            throw AdapterValidationError(error.description)
+            if case .unknownAdapter(let path, _, _) = error {
+                throw AdapterMissingError(name: adapters.first { AdapterName.fileURL(for: $0.name, in: directory)?.path == path }?.name
+                                          ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+            }
+            throw AdapterValidationError(error.description.replacingOccurrences(of: directory.standardizedFileURL.path + "/", with: ""))
         }
         let cache: SwapSummary.Cache
         switch report.cache {
