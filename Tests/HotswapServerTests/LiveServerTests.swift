@@ -135,3 +135,63 @@ struct LiveServerTests {
         #expect(counts.requests == 7)
     }
 }
+
+/// Disconnects and the queue, over real sockets (fake engine, real HTTP server on a free port).
+@Suite("Server live disconnects (fake generator)", .serialized)
+struct LiveDisconnectTests {
+    @Test func aClientThatDisconnectsBeforeItsJobStartsFreesItsSlot() async throws {
+        let harness = try Harness(queueDepth: 1)
+        defer { harness.cleanup() }
+        let gate = DispatchSemaphore(value: 0)
+        harness.fake.jobGate = gate
+        try await harness.app.test(.ahc(.http)) { client in
+            try await waitUntilReady(client)
+            let port = try #require(client.port)
+            let running = try openPost(port: port, body: #"{"prompt": "running"}"#)
+            try await waitFor { harness.fake.jobCount == 1 }
+            let waiting = try openPost(port: port, body: #"{"prompt": "waiting"}"#)
+            try await waitFor { harness.service.queue.waiting == 1 }
+            // The queue is full: the next one is refused.
+            let refused = try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders, body: json(["prompt": "x"]))
+            #expect(refused.status == .tooManyRequests)
+            // The waiting client hangs up: its slot is free, its job never runs.
+            close(waiting)
+            try await waitFor { harness.service.queue.waiting == 0 }
+            let metrics = try await client.execute(uri: "/metrics", method: .get)
+            #expect(String(buffer: metrics.body).contains(#"hotswap_requests_total{outcome="cancelled"} 1"#))
+            let next = try openPost(port: port, body: #"{"prompt": "next"}"#)
+            try await waitFor { harness.service.queue.waiting == 1 }
+            gate.signal()
+            gate.signal()
+            #expect(try readStatus(running) == 200)
+            #expect(try readStatus(next) == 200)
+        }
+        #expect(harness.fake.jobs.map(\.request.prompt) == ["running", "next"])
+    }
+}
+
+/// Sends POST /v1/images on a new socket and returns it without reading the answer.
+func openPost(port: Int, body: String) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    let request = "POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    return fd
+}
+
+/// Reads the status line of the answer on `fd`, then closes it.
+func readStatus(_ fd: Int32) throws -> Int {
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 64)
+    let n = recv(fd, &buffer, buffer.count, 0)
+    guard n > 12 else { return 0 }
+    return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
+}
