@@ -76,7 +76,7 @@ struct ServeCommandTests {
         let perAdapter = try #require(object["per_adapter"] as? [String: Any])
         #expect(Set(perAdapter.keys) == ["kohya", "(none)"])
         let table = try runTimingReport([db.path, "--adapter", "kohya"])
-        #expect(table.stdout.contains("Adapter kohya: 1 requests"))
+        #expect(table.stdout.contains("Adapter kohya: 1 request\n"))
         #expect(table.stdout.contains("base load (warm page cache)") || table.stdout.contains("base load (cold page cache)"))
     }
 
