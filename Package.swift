@@ -11,6 +11,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
@@ -26,8 +29,14 @@ let package = Package(
         .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "CPNG"]),
         .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels", "HotswapPipeline"]),
         .target(name: "HotswapStore", dependencies: ["CSQLite"]),
+        .target(name: "HotswapServer", dependencies: [
+            "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore", "CSQLite",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "hotswap", dependencies: [
-            "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore",
+            "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore", "HotswapServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "HotswapCoreTests", dependencies: ["HotswapCore"]),
@@ -36,6 +45,10 @@ let package = Package(
         .testTarget(name: "HotswapLoRATests", dependencies: ["HotswapLoRA", "HotswapPipeline", "HotswapModels", "HotswapCore"]),
         .testTarget(name: "HotswapStoreTests", dependencies: ["HotswapStore"]),
         .testTarget(name: "HotswapCLITests", dependencies: ["hotswap", "HotswapPipeline"]),
+        .testTarget(name: "HotswapServerTests", dependencies: [
+            "HotswapServer", "HotswapPipeline", "HotswapStore",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -226,13 +226,15 @@ public final class AdapterManager {
     /// (its weights are applied already); the next swap that wants the file reads it again.
     public func evict(name: String) {
         lock.lock(); defer { lock.unlock() }
-        if let url = try? resolve(name) {
-            cache.remove(AdapterManager.canonicalPath(url))
-        } else if let dir = adaptersDirectory {
-            cache.remove(AdapterManager.canonicalPath(dir.appendingPathComponent(name + ".safetensors")))
-            cache.remove(AdapterManager.canonicalPath(URL(fileURLWithPath: name)))
-        } else {
-            cache.remove(AdapterManager.canonicalPath(URL(fileURLWithPath: name)))
+        // By path (the file may be gone already, so no resolving), else by name in the adapters directory.
+        let asPath = AdapterManager.canonicalPath(URL(fileURLWithPath: name))
+        let directory = adaptersDirectory.map { AdapterManager.canonicalPath($0) }
+        for path in cache.paths {
+            let parent = (path as NSString).deletingLastPathComponent
+            if path == asPath || (!name.contains("/") && parent == directory
+                                  && AdapterManager.displayName(path) == AdapterManager.displayName(name)) {
+                cache.remove(path)
+            }
         }
     }
 

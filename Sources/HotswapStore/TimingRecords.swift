@@ -26,6 +26,12 @@ public struct RequestRecord: Sendable, Equatable {
     public var id: Int64?
     public var createdAt: Date
     public var warmupId: Int64?
+    /// The server's request id, if any.
+    public var requestId: String?
+    /// HTTP status the server answered with, if any.
+    public var status: Int?
+    /// Time spent waiting for the model before the swap began (server queue).
+    public var queueMs: Double?
     /// The adapter set as `name:scale` joined by ", " ("" for none).
     public var adapters: String
     /// none / reuse / hit / miss
@@ -49,7 +55,8 @@ public struct RequestRecord: Sendable, Equatable {
     /// The error message when outcome is not "ok".
     public var error: String?
 
-    public init(id: Int64? = nil, createdAt: Date = Date(), warmupId: Int64? = nil, adapters: String = "",
+    public init(id: Int64? = nil, createdAt: Date = Date(), warmupId: Int64? = nil, requestId: String? = nil,
+                status: Int? = nil, queueMs: Double? = nil, adapters: String = "",
                 cache: String? = nil, swapUnloadMs: Double? = nil, swapLoadMs: Double? = nil, swapApplyMs: Double? = nil,
                 swapMs: Double? = nil, textEncodeMs: Double? = nil, denoiseMs: Double? = nil, decodeMs: Double? = nil,
                 pngMs: Double? = nil, totalMs: Double? = nil, steps: Int? = nil, width: Int? = nil, height: Int? = nil,
@@ -57,6 +64,9 @@ public struct RequestRecord: Sendable, Equatable {
         self.id = id
         self.createdAt = createdAt
         self.warmupId = warmupId
+        self.requestId = requestId
+        self.status = status
+        self.queueMs = queueMs
         self.adapters = adapters
         self.cache = cache
         self.swapUnloadMs = swapUnloadMs

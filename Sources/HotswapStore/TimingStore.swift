@@ -29,6 +29,9 @@ public final class TimingStore: @unchecked Sendable {
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             created_at TEXT NOT NULL,
             warmup_id INTEGER REFERENCES warmups(id),
+            request_id TEXT,
+            status INTEGER,
+            queue_ms REAL,
             adapters TEXT NOT NULL DEFAULT '',
             cache TEXT CHECK (cache IN ('none', 'reuse', 'hit', 'miss') OR cache IS NULL),
             swap_unload_ms REAL,
@@ -52,7 +55,7 @@ public final class TimingStore: @unchecked Sendable {
         """
 
     static let requestColumns = """
-        created_at, warmup_id, adapters, cache, swap_unload_ms, swap_load_ms, swap_apply_ms, swap_ms, text_encode_ms, \
+        created_at, warmup_id, request_id, status, queue_ms, adapters, cache, swap_unload_ms, swap_load_ms, swap_apply_ms, swap_ms, text_encode_ms, \
         denoise_ms, decode_ms, png_ms, total_ms, steps, width, height, scheduler, seed, outcome, error
         """
 
@@ -72,11 +75,11 @@ public final class TimingStore: @unchecked Sendable {
         try execute("PRAGMA journal_mode = WAL", operation: "enable WAL")
         try execute("PRAGMA synchronous = NORMAL", operation: "set synchronous")
         try execute("PRAGMA foreign_keys = ON", operation: "enable foreign keys")
-        try execute(TimingStore.schema, operation: "create tables")
+        try execute(TimingStore.schema, operation: "create tables (an existing file must have this store's schema)")
         insertWarmup = try prepare("""
             INSERT INTO warmups (model, started_at, weights_load_ms, first_pass_ms, page_cache) VALUES (?, ?, ?, ?, ?)
             """)
-        insertRequest = try prepare("INSERT INTO requests (\(TimingStore.requestColumns)) VALUES (\(Array(repeating: "?", count: 20).joined(separator: ", ")))")
+        insertRequest = try prepare("INSERT INTO requests (\(TimingStore.requestColumns)) VALUES (\(Array(repeating: "?", count: 23).joined(separator: ", ")))")
         selectRequests = try prepare("SELECT id, \(TimingStore.requestColumns) FROM requests ORDER BY id DESC LIMIT ?")
         selectWarmups = try prepare("SELECT id, model, started_at, weights_load_ms, first_pass_ms, page_cache FROM warmups ORDER BY id DESC LIMIT ?")
     }
@@ -120,24 +123,21 @@ public final class TimingStore: @unchecked Sendable {
         sqlite3_clear_bindings(s)
         bind(s, 1, TimingStore.format(r.createdAt))
         bind(s, 2, r.warmupId)
-        bind(s, 3, r.adapters)
-        bind(s, 4, r.cache)
-        bind(s, 5, r.swapUnloadMs)
-        bind(s, 6, r.swapLoadMs)
-        bind(s, 7, r.swapApplyMs)
-        bind(s, 8, r.swapMs)
-        bind(s, 9, r.textEncodeMs)
-        bind(s, 10, r.denoiseMs)
-        bind(s, 11, r.decodeMs)
-        bind(s, 12, r.pngMs)
-        bind(s, 13, r.totalMs)
-        bind(s, 14, r.steps.map(Int64.init))
-        bind(s, 15, r.width.map(Int64.init))
-        bind(s, 16, r.height.map(Int64.init))
-        bind(s, 17, r.scheduler)
-        bind(s, 18, r.seed.map { Int64(bitPattern: $0) })
-        bind(s, 19, r.outcome)
-        bind(s, 20, r.error)
+        bind(s, 3, r.requestId)
+        bind(s, 4, r.status.map(Int64.init))
+        bind(s, 5, r.queueMs)
+        let values: [Any?] = [r.adapters, r.cache, r.swapUnloadMs, r.swapLoadMs, r.swapApplyMs, r.swapMs, r.textEncodeMs,
+                              r.denoiseMs, r.decodeMs, r.pngMs, r.totalMs, r.steps.map { Int64($0) }, r.width.map { Int64($0) },
+                              r.height.map { Int64($0) }, r.scheduler, r.seed.map { Int64(bitPattern: $0) }, r.outcome, r.error]
+        for (offset, value) in values.enumerated() {
+            let index = Int32(6 + offset)
+            switch value {
+            case let v as String: bind(s, index, v)
+            case let v as Double: bind(s, index, v)
+            case let v as Int64: bind(s, index, v)
+            default: sqlite3_bind_null(s, index)
+            }
+        }
         try stepDone(s, "insert request")
         return sqlite3_last_insert_rowid(db)
     }
@@ -158,24 +158,27 @@ public final class TimingStore: @unchecked Sendable {
             var r = RequestRecord(createdAt: TimingStore.parse(text(s, 1) ?? "") ?? Date(timeIntervalSince1970: 0))
             r.id = sqlite3_column_int64(s, 0)
             r.warmupId = int(s, 2)
-            r.adapters = text(s, 3) ?? ""
-            r.cache = text(s, 4)
-            r.swapUnloadMs = double(s, 5)
-            r.swapLoadMs = double(s, 6)
-            r.swapApplyMs = double(s, 7)
-            r.swapMs = double(s, 8)
-            r.textEncodeMs = double(s, 9)
-            r.denoiseMs = double(s, 10)
-            r.decodeMs = double(s, 11)
-            r.pngMs = double(s, 12)
-            r.totalMs = double(s, 13)
-            r.steps = int(s, 14).map(Int.init)
-            r.width = int(s, 15).map(Int.init)
-            r.height = int(s, 16).map(Int.init)
-            r.scheduler = text(s, 17)
-            r.seed = int(s, 18).map { UInt64(bitPattern: $0) }
-            r.outcome = text(s, 19) ?? ""
-            r.error = text(s, 20)
+            r.requestId = text(s, 3)
+            r.status = int(s, 4).map(Int.init)
+            r.queueMs = double(s, 5)
+            r.adapters = text(s, 6) ?? ""
+            r.cache = text(s, 7)
+            r.swapUnloadMs = double(s, 8)
+            r.swapLoadMs = double(s, 9)
+            r.swapApplyMs = double(s, 10)
+            r.swapMs = double(s, 11)
+            r.textEncodeMs = double(s, 12)
+            r.denoiseMs = double(s, 13)
+            r.decodeMs = double(s, 14)
+            r.pngMs = double(s, 15)
+            r.totalMs = double(s, 16)
+            r.steps = int(s, 17).map(Int.init)
+            r.width = int(s, 18).map(Int.init)
+            r.height = int(s, 19).map(Int.init)
+            r.scheduler = text(s, 20)
+            r.seed = int(s, 21).map { UInt64(bitPattern: $0) }
+            r.outcome = text(s, 22) ?? ""
+            r.error = text(s, 23)
             rows.append(r)
         }
         sqlite3_reset(s)

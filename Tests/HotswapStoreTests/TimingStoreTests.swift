@@ -18,7 +18,8 @@ import Testing
         let warmup = try store.recordWarmup(WarmupRecord(model: "sd1-tiny", startedAt: started, weightsLoadMs: 12.5,
                                                          firstPassMs: 40, pageCache: "warm"))
         #expect(warmup == 1)
-        var request = RequestRecord(createdAt: started, warmupId: warmup, adapters: "a:0.8, b:1", cache: "hit",
+        var request = RequestRecord(createdAt: started, warmupId: warmup, requestId: "r-1", status: 200, queueMs: 1.5,
+                                    adapters: "a:0.8, b:1", cache: "hit",
                                     swapUnloadMs: 0.1, swapLoadMs: 0, swapApplyMs: 3.5, swapMs: 3.7, textEncodeMs: 5,
                                     denoiseMs: 100, decodeMs: 20, pngMs: 2, totalMs: 131, steps: 4, width: 64, height: 64,
                                     scheduler: "euler", seed: UInt64.max, outcome: "ok")

@@ -1,0 +1,91 @@
+// GET /metrics: Prometheus text format from swift-prometheus.
+import Foundation
+import Prometheus
+
+public final class ServerMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    let queueSeconds: ValueHistogram
+    let swapSeconds: ValueHistogram
+    let inferenceSeconds: ValueHistogram
+    let queueDepth: Gauge
+    let ready: Gauge
+    let swaps: Counter
+    private let cacheCounters: [SwapSummary.Cache: Counter]
+
+    /// Outcomes counted by `hotswap_requests_total{outcome=...}`.
+    public enum Outcome: String, CaseIterable, Sendable {
+        case ok
+        case invalid            // 4xx for the request itself
+        case notFound = "not_found"
+        case rejected           // 429 queue full
+        case timedOut = "timed_out"
+        case cancelled          // client went away before the job started
+        case unavailable        // not ready or shutting down
+        case failed             // the engine threw
+    }
+    private let outcomeCounters: [Outcome: Counter]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        let secondsBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+        queueSeconds = registry.makeValueHistogram(
+            descriptor: .init(namespace: "hotswap", metricName: "queue", unitName: "seconds",
+                              helpText: "Time a job waited in the queue before it started"),
+            buckets: secondsBuckets)
+        swapSeconds = registry.makeValueHistogram(
+            descriptor: .init(namespace: "hotswap", metricName: "swap", unitName: "seconds",
+                              helpText: "Time spent unloading, loading and applying adapters for a job"),
+            buckets: secondsBuckets)
+        inferenceSeconds = registry.makeValueHistogram(
+            descriptor: .init(namespace: "hotswap", metricName: "inference", unitName: "seconds",
+                              helpText: "Text encoding, denoising and VAE decoding time of a job"),
+            buckets: secondsBuckets)
+        queueDepth = registry.makeGauge(
+            descriptor: .init(namespace: "hotswap", metricName: "queue_depth", unitName: "",
+                              helpText: "Jobs waiting in the queue (the running one not counted)"))
+        ready = registry.makeGauge(
+            descriptor: .init(namespace: "hotswap", metricName: "ready", unitName: "",
+                              helpText: "1 once the base model is loaded and warmed up"))
+        swaps = registry.makeCounter(
+            descriptor: .init(namespace: "hotswap", metricName: "adapter_swaps", unitName: "total",
+                              helpText: "Jobs that changed the active adapter set"))
+        var cache: [SwapSummary.Cache: Counter] = [:]
+        for result in [SwapSummary.Cache.hit, .miss, .reuse, .none] {
+            cache[result] = registry.makeCounter(
+                descriptor: .init(namespace: "hotswap", metricName: "adapter_cache", unitName: "total",
+                                  helpText: "Adapter activations by cache result"),
+                labels: [("result", result.rawValue)])
+        }
+        cacheCounters = cache
+        var outcomes: [Outcome: Counter] = [:]
+        for outcome in Outcome.allCases {
+            outcomes[outcome] = registry.makeCounter(
+                descriptor: .init(namespace: "hotswap", metricName: "requests", unitName: "total",
+                                  helpText: "Image requests by outcome"),
+                labels: [("outcome", outcome.rawValue)])
+        }
+        outcomeCounters = outcomes
+    }
+
+    func count(_ outcome: Outcome) {
+        outcomeCounters[outcome]?.increment()
+    }
+
+    func recordJob(queueMs: Double, swap: SwapSummary, inferenceMs: Double) {
+        queueSeconds.record(queueMs / 1000)
+        swapSeconds.record(swap.totalMs / 1000)
+        inferenceSeconds.record(inferenceMs / 1000)
+        cacheCounters[swap.cache]?.increment()
+        // A swap: a new set applied, or the previous set unloaded for a request without adapters.
+        if swap.cache == .hit || swap.cache == .miss || (swap.cache == .none && swap.unloadMs > 0) { swaps.increment() }
+    }
+
+    func recordQueueWait(ms: Double) {
+        queueSeconds.record(ms / 1000)
+    }
+
+    public func text() -> String {
+        registry.emitToString()
+    }
+}

@@ -1,0 +1,119 @@
+import ArgumentParser
+import Foundation
+import HotswapLoRA
+import HotswapServer
+import Logging
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve images over HTTP, with LoRA adapters hot-swapped per request.",
+        discussion: """
+            Loads the base model, preloads the --preload adapters and runs one warm-up pass; /readyz answers \
+            503 until then, /healthz at once. One worker runs image jobs in arrival order; SIGTERM stops taking \
+            requests, finishes the running job, flushes the database and exits 0. See docs/openapi.yaml.
+            """)
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Folder of <name>.safetensors adapters (default: $HOTSWAP_ADAPTERS, else the embedded Models/adapters, else ./adapters).")
+    var adaptersDir: String?
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "Port to listen on (0: any free port, printed at start).") var port: Int = 8080
+    @Option(help: "SQLite file for the timing rows (read by Scripts/timing-report).") var db: String = "hotswap-timings.sqlite"
+    @Option(help: "Jobs that may wait while one runs; the next request gets 429.") var queueDepth: Int = 8
+    @Option(help: "Largest steps a request may ask for.") var maxSteps: Int = 150
+    @Option(help: "Largest width x height a request may ask for.") var maxPixels: Int = 1024 * 1024
+    @Option(help: "Seconds a job may wait in the queue before it is dropped with 503 (0: no limit).")
+    var requestTimeout: Double = 300
+    @Option(help: "Largest adapter upload, in MiB.") var maxAdapterMb: Int = 512
+    @Option(parsing: .upToNextOption, help: "Adapters to load into the cache before the server is ready.")
+    var preload: [String] = []
+    @Option(help: "Adapter cache size in MiB (parsed adapters kept in memory).") var cacheMb: Int = 2048
+    @Option(help: "How adapters act: fuse (weights merged per swap, fast inference) or runtime (low-rank terms at every call).")
+    var loraMode: String = LoRAMode.fuse.rawValue
+    @Option(help: "Denoising steps of the warm-up pass.") var warmupSteps: Int = 1
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
+
+    func validate() throws {
+        guard queueDepth >= 0 else { throw ValidationError("--queue-depth must be >= 0") }
+        guard (1...1000).contains(maxSteps) else { throw ValidationError("--max-steps must be in 1...1000") }
+        guard maxPixels >= 64 else { throw ValidationError("--max-pixels must be at least 64") }
+        guard requestTimeout >= 0 else { throw ValidationError("--request-timeout must be >= 0") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        guard LoRAMode(rawValue: loraMode) != nil else { throw ValidationError("unknown --lora-mode \(loraMode)") }
+        guard cacheMb >= 0 else { throw ValidationError("--cache-mb must be >= 0") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        for name in preload where !AdapterName.isValid(name) {
+            throw ValidationError("--preload \(name): adapter names match [A-Za-z0-9._-]{1,64}")
+        }
+    }
+
+    func resolveAdaptersDirectory() -> URL {
+        if let adaptersDir { return URL(fileURLWithPath: adaptersDir) }
+        if let env = ProcessInfo.processInfo.environment["HOTSWAP_ADAPTERS"], !env.isEmpty {
+            return URL(fileURLWithPath: env)
+        }
+        if let embedded = EmbeddedModel.searchedPaths()
+            .map({ URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("adapters") })
+            .first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
+            return embedded
+        }
+        return URL(fileURLWithPath: "adapters")
+    }
+
+    func run() throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+            return handler
+        }
+        let logger = Logger(label: "hotswap.serve")
+        let modelURL = try modelOptions.resolveModel()
+        let adaptersURL = resolveAdaptersDirectory()
+        try FileManager.default.createDirectory(at: adaptersURL, withIntermediateDirectories: true)
+        let configuration = ServerConfiguration(
+            host: host, port: port, adaptersDirectory: adaptersURL, queueDepth: queueDepth,
+            requestTimeout: requestTimeout, limits: ImageLimits(maxSteps: maxSteps, maxPixels: maxPixels),
+            preload: preload, maxAdapterBytes: maxAdapterMb * 1024 * 1024)
+        let recorder: any TimingRecording
+        do {
+            recorder = try TimingStoreRecorder(path: db)
+        } catch {
+            throw CLIError("cannot open the timing database \(db): \(error)")
+        }
+        let generator = PipelineGenerator(modelDirectory: modelURL,
+                                          adapters: makeAdapterBackend(adaptersDirectory: adaptersURL,
+                                                                       cacheLimitBytes: cacheMb * 1024 * 1024,
+                                                                       mode: LoRAMode(rawValue: loraMode) ?? .fuse),
+                                          warmupSteps: warmupSteps)
+        let service = ImageService(configuration: configuration, generator: generator, recorder: recorder, logger: logger)
+        logger.info("starting", metadata: [
+            "model": .string(modelURL.path), "adapters": .string(adaptersURL.path), "db": .string(db),
+            "address": .string("\(host):\(port)"), "queue_depth": .stringConvertible(queueDepth),
+        ])
+
+        // ArgumentParser's root command is synchronous: run the server on the concurrency pool and wait.
+        let done = DispatchSemaphore(value: 0)
+        let failure = LockedBox<Error?>(nil)
+        Task {
+            do {
+                try await runServer(service: service, logger: logger)
+            } catch {
+                failure.set(error)
+            }
+            done.signal()
+        }
+        done.wait()
+        if let error = failure.get() {
+            throw CLIError("\(error)")
+        }
+        logger.info("stopped")
+    }
+}
+
+final class LockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.withLock { value } }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+}

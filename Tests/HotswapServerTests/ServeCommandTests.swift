@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+@testable import HotswapServer
+
+/// `hotswap serve` as a process: start on port 0, serve one image, SIGTERM, exit 0, rows flushed.
+@Suite("Server command (hotswap serve process)", .serialized)
+struct ServeCommandTests {
+    /// The `hotswap` executable next to the test bundle (`swift test` builds it), if there.
+    static var executable: URL? {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for candidate in [dir, dir.deletingLastPathComponent()] {
+            let url = candidate.appendingPathComponent("hotswap")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        return nil
+    }
+
+    @Test(.enabled(if: executable != nil, "the hotswap executable is not built next to the tests"))
+    func sigtermFinishesTheRunningJobFlushesAndExitsZero() async throws {
+        let directory = try makeTemporaryDirectory("serve")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let adapters = directory.appendingPathComponent("adapters")
+        try FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Fixtures.url("lora/sd1-tiny/kohya.safetensors"),
+                                         to: adapters.appendingPathComponent("kohya.safetensors"))
+        let db = directory.appendingPathComponent("timings.sqlite")
+
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = ["serve", "--model", Fixtures.url("models/sd1-tiny").path, "--adapters-dir", adapters.path,
+                             "--port", "0", "--db", db.path, "--preload", "kohya", "--queue-depth", "2"]
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+
+        // The log says where it listens and when it is ready.
+        let log = LogCollector(stderr.fileHandleForReading)
+        try await waitFor(seconds: 60) { log.text.contains("[HotswapServer] ready") }
+        let port = try #require(log.port)
+
+        // One image with the adapter, through a plain socket.
+        let (status, headers) = try await Task.detached {
+            try rawPost(port: port, body: #"{"prompt": "a shape", "steps": 3, "seed": 5, "adapter": "kohya"}"#)
+        }.value
+        #expect(status == 200)
+        #expect(headers["x-seed"] == "5")
+        #expect(headers["x-adapter-cache"] == "hit")
+
+        // A long job, then SIGTERM while it runs: it still answers 200 and the process exits 0.
+        let long = Task.detached {
+            try rawPost(port: port, body: #"{"prompt": "long", "steps": 60}"#)
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        kill(process.processIdentifier, SIGTERM)
+        let (longStatus, _) = try await long.value
+        #expect(longStatus == 200)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+        #expect(log.text.contains("timing database closed"))
+
+        let recorder = try TimingStoreRecorder(path: db.path)
+        defer { recorder.close() }
+        #expect(try recorder.rowCounts().requests == 2)
+        #expect(try recorder.rowCounts().warmups == 1)
+        #expect(try recorder.latestRequests(limit: 5).map(\.steps) == [60, 3])
+
+        // The timing report agrees with the rows.
+        let report = try runTimingReport([db.path, "--json"])
+        #expect(report.status == 0, "\(report.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
+        #expect(object["requests"] as? Int == 2)
+        #expect(object["starts"] as? Int == 1)
+        let perAdapter = try #require(object["per_adapter"] as? [String: Any])
+        #expect(Set(perAdapter.keys) == ["kohya", "(none)"])
+        let table = try runTimingReport([db.path, "--adapter", "kohya"])
+        #expect(table.stdout.contains("Adapter kohya: 1 request\n"))
+        #expect(table.stdout.contains("base load (warm page cache)") || table.stdout.contains("base load (cold page cache)"))
+    }
+
+    @Test func timingReportRunsOnAnEmptyDatabase() throws {
+        let directory = try makeTemporaryDirectory("report")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let db = directory.appendingPathComponent("empty.sqlite").path
+        TimingStoreRecorderFactory.make(db)
+        let report = try runTimingReport([db, "--since", "1h"])
+        #expect(report.status == 0, "\(report.stderr)")
+        #expect(report.stdout.contains("0 request row(s)"))
+        #expect(report.stdout.contains("inference"))
+        let json = try runTimingReport([db, "--json"])
+        #expect(json.status == 0)
+        let missing = try runTimingReport([directory.appendingPathComponent("nope.sqlite").path])
+        #expect(missing.status != 0 && missing.stderr.contains("no such file"))
+    }
+}
+
+enum TimingStoreRecorderFactory {
+    static func make(_ path: String) {
+        let recorder = try? TimingStoreRecorder(path: path)
+        recorder?.close()
+    }
+}
+
+/// Runs Scripts/timing-report with the system python3 (standard library only).
+func runTimingReport(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", Fixtures.repositoryRoot.appendingPathComponent("Scripts/timing-report").path] + arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+/// Reads a pipe in the background and keeps what it read.
+final class LogCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var buffer = ""
+
+    init(_ handle: FileHandle) {
+        handle.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.withLock { self.buffer += String(decoding: data, as: UTF8.self) }
+        }
+    }
+
+    var text: String { lock.withLock { buffer } }
+
+    /// The port from the "listening" line (address=127.0.0.1:PORT).
+    var port: Int? {
+        guard let line = text.split(separator: "\n").first(where: { $0.contains("[HotswapServer] listening") }),
+              let range = line.range(of: #"address=[0-9.]+:(\d+)"#, options: .regularExpression) else { return nil }
+        return Int(line[range].split(separator: ":").last!)
+    }
+}
+
+/// POST /v1/images over a blocking socket; returns the status and lower-cased headers.
+func rawPost(port: Int, body: String) throws -> (Int, [String: String]) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    let request = "POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    _ = request.withCString { send(fd, $0, strlen($0), 0) }
+    var response = Data()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &chunk, chunk.count, 0)
+        if n <= 0 { break }
+        response.append(contentsOf: chunk[0..<n])
+    }
+    let head = String(decoding: response.prefix(while: { $0 != 0x89 }), as: UTF8.self)
+    let lines = head.components(separatedBy: "\r\n")
+    let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+    var headers: [String: String] = [:]
+    for line in lines.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return (status, headers)
+}

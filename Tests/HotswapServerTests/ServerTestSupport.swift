@@ -1,0 +1,107 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Testing
+@testable import HotswapServer
+
+enum Fixtures {
+    static let root = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+    static func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
+    static let repositoryRoot = root.deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// A fresh temporary directory, removed by the caller with `cleanup`.
+func makeTemporaryDirectory(_ label: String = "server") throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("hotswap-\(label)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+/// One server under test: the fake engine, in-memory timing rows, a temporary adapters folder.
+struct Harness {
+    let directory: URL
+    let fake: FakeGenerator
+    let recorder: MemoryTimingRecorder
+    let service: ImageService
+
+    init(queueDepth: Int = 4, requestTimeout: TimeInterval = 30, maxSteps: Int = 50, maxPixels: Int = 512 * 512,
+         maxAdapterBytes: Int = 4096, adapters: [String] = ["alpha", "beta"], preload: [String] = [],
+         warmupGate: DispatchSemaphore? = nil) throws {
+        directory = try makeTemporaryDirectory()
+        for name in adapters {
+            try Data("FAKE-LORA \(name)".utf8).write(to: directory.appendingPathComponent(name + ".safetensors"))
+        }
+        fake = FakeGenerator(adaptersDirectory: directory, warmupGate: warmupGate)
+        recorder = MemoryTimingRecorder()
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        service = ImageService(
+            configuration: ServerConfiguration(adaptersDirectory: directory, queueDepth: queueDepth,
+                                               requestTimeout: requestTimeout,
+                                               limits: ImageLimits(maxSteps: maxSteps, maxPixels: maxPixels),
+                                               preload: preload, maxBodyBytes: 4096, maxAdapterBytes: maxAdapterBytes),
+            generator: fake, recorder: recorder, logger: logger)
+    }
+
+    var app: some ApplicationProtocol {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return buildApplication(service: service, logger: logger)
+    }
+
+    func cleanup() {
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+/// Polls /readyz until it answers 200 (at most `seconds`).
+func waitUntilReady(_ client: some TestClientProtocol, seconds: Double = 60) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        let response = try await client.execute(uri: "/readyz", method: .get)
+        if response.status == .ok { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    Issue.record("server never became ready")
+}
+
+func json(_ object: Any) -> ByteBuffer {
+    ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
+}
+
+/// The decoded `{"error": {...}}` body.
+struct ErrorBody: Decodable {
+    struct Inner: Decodable {
+        let code: String
+        let message: String
+        let field: String?
+    }
+    let error: Inner
+}
+
+func decodeError(_ response: TestResponse, sourceLocation: SourceLocation = #_sourceLocation) -> ErrorBody.Inner? {
+    let data = Data(buffer: response.body)
+    do {
+        return try JSONDecoder().decode(ErrorBody.self, from: data).error
+    } catch {
+        Issue.record("not an error body: \(String(decoding: data, as: UTF8.self))", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+let jsonHeaders: HTTPFields = [.contentType: "application/json"]
+
+/// Polls `condition` every 5 ms for at most `seconds`.
+func waitFor(seconds: Double = 10, _ condition: @Sendable () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < deadline else {
+            Issue.record("condition not met in \(seconds) s", sourceLocation: sourceLocation)
+            return
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
