@@ -16,6 +16,7 @@ public final class AdapterManager {
     public let model: StableDiffusionModel
     public let adaptersDirectory: URL?
     public let mode: LoRAMode
+    public let alphaConvention: AlphaConvention
     public let targets: LoRATargets
     public let cache: AdapterCache
 
@@ -32,8 +33,10 @@ public final class AdapterManager {
     /// Layers changed by the active set.
     private var changed: [ObjectIdentifier: LoRATargetLayer] = [:]
 
-    public init(model: StableDiffusionModel, adaptersDirectory: URL?, cacheLimitBytes: Int, mode: LoRAMode = .fuse) {
+    public init(model: StableDiffusionModel, adaptersDirectory: URL?, cacheLimitBytes: Int, mode: LoRAMode = .fuse,
+                alphaConvention: AlphaConvention = .diffusers) {
         self.model = model
+        self.alphaConvention = alphaConvention
         self.adaptersDirectory = adaptersDirectory
         self.mode = mode
         targets = LoRATargets(model: model)
@@ -140,7 +143,7 @@ public final class AdapterManager {
                 continue
             }
             let loadStart = DispatchTime.now()
-            let adapter = try LoRAAdapter.load(url: item.url, targets: targets)
+            let adapter = try LoRAAdapter.load(url: item.url, targets: targets, alphaConvention: alphaConvention)
             loadMs += milliseconds(since: loadStart)
             fresh[item.path] = adapter
             loaded.append(ActiveAdapter(spec: item.spec, path: item.path, adapter: adapter))
