@@ -241,6 +241,19 @@ public final class AdapterManager {
         }
     }
 
+    /// Bytes of fused-weight buffers held (those in use and those kept for the next swap).
+    public var fusedBufferBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return buffers.values.reduce(0) { $0 + $1.count * 4 }
+    }
+
+    /// Frees the fused buffers no layer uses now (kept after `activate([])` so that the next swap
+    /// writes into memory already mapped). The next swap that needs them allocates them again.
+    public func releaseUnusedBuffers() {
+        lock.lock(); defer { lock.unlock() }
+        for id in buffers.keys where changed[id] == nil { buffers.removeValue(forKey: id) }
+    }
+
     // MARK: Listing and checking
 
     /// Every `.safetensors` in the adapters directory, each checked against this model (a file

@@ -121,3 +121,22 @@ import HotswapPipeline
         #expect(zip(kohya.updates, diffusers.updates).contains { $0.scale != $1.scale })
     }
 }
+
+/// Every Linear and Conv2d diffusers has in the fixture models (so every layer a LoRA file can
+/// target) is registered for adapters here, under the same name.
+@Suite struct LoRATargetRegistryTests {
+    struct Modules: Decodable { let unet: [String]; let text_encoder: [String] }
+    struct Manifest: Decodable { let modules: [String: Modules] }
+
+    @Test(arguments: ["sd1-tiny", "sd2-tiny"])
+    func everyDiffusersLayerIsATarget(_ name: String) throws {
+        let manifest: Manifest = try Fixtures.json("reference/lora/manifest.json")
+        let expected = try #require(manifest.modules[name])
+        let model = try StableDiffusionModel(directory: Fixtures.url("models/\(name)"))
+        let targets = LoRATargets(model: model)
+        #expect(Set(targets.unet.keys) == Set(expected.unet),
+                "missing \(Set(expected.unet).subtracting(targets.unet.keys).sorted()), extra \(Set(targets.unet.keys).subtracting(expected.unet).sorted())")
+        #expect(Set(targets.textEncoder.keys) == Set(expected.text_encoder),
+                "missing \(Set(expected.text_encoder).subtracting(targets.textEncoder.keys).sorted())")
+    }
+}
