@@ -12,7 +12,7 @@ import HotswapPipeline
 /// sequence of swaps leaves it bit-identical. In `.runtime` mode the layers add scale * B (A x) at
 /// every call instead. Every file is fully checked against the model before any layer changes: a
 /// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized).
-public final class AdapterManager {
+public final class AdapterManager: @unchecked Sendable {
     public let model: StableDiffusionModel
     public let adaptersDirectory: URL?
     public let mode: LoRAMode
