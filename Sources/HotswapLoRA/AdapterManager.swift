@@ -254,6 +254,27 @@ public final class AdapterManager: @unchecked Sendable {
         for id in buffers.keys where changed[id] == nil { buffers.removeValue(forKey: id) }
     }
 
+    /// Benchmark helper: milliseconds to copy the base weights of the layers the active set changes
+    /// into scratch buffers with the fuse kernel's banding and threads but no low-rank terms, i.e.
+    /// the memory-traffic floor of a fused swap (median of `rounds`, after one warm-up).
+    public func measureCopyFloor(rounds: Int = 5) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        let layers = Array(changed.values)
+        let scratch = layers.map { FusedBuffer.tensor(shape: $0.baseWeight.shape) }
+        let jobs = zip(layers, scratch).map { layer, out in
+            FuseKernel.Job(base: layer.baseWeight.data, out: out.data, rows: out.shape[0],
+                           columns: out.count / out.shape[0], terms: [])
+        }
+        var times: [Double] = []
+        for round in 0...rounds {
+            let start = DispatchTime.now()
+            withExtendedLifetime(scratch) { FuseKernel.run(jobs) }
+            if round > 0 { times.append(milliseconds(since: start)) }
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+
     // MARK: Listing and checking
 
     /// Every `.safetensors` in the adapters directory, each checked against this model (a file
