@@ -11,7 +11,9 @@ import HotswapPipeline
 /// computed into a buffer of its own (reused across swaps); the base is never written, so any
 /// sequence of swaps leaves it bit-identical. In `.runtime` mode the layers add scale * B (A x) at
 /// every call instead. Every file is fully checked against the model before any layer changes: a
-/// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized).
+/// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized),
+/// but a swap changes the model's layers: do not run `activate` while the same model is generating
+/// (the server runs activate + generate for one request at a time per model).
 public final class AdapterManager: @unchecked Sendable {
     public let model: StableDiffusionModel
     public let adaptersDirectory: URL?
