@@ -88,8 +88,8 @@ import HotswapPipeline
         let old = try manager.inspect(url: Fixtures.url("lora/sd1-tiny/old_processor.safetensors"))
         #expect(old.format == .diffusersAttnProcessor && old.alpha == 4)
         let list = try manager.list()
-        #expect(list.map(\.name) == ["bad_keys", "bad_shapes", "kohya", "kohya_sgm", "kohya_unet_only", "kohya_varalpha", "locon", "old_processor", "peft_attn", "peft_textmodel"])
-        #expect(list.filter { $0.fitsModel == true }.count == 8)
+        #expect(list.map(\.name) == ["bad_keys", "bad_shapes", "kohya", "kohya_sgm", "kohya_unet_only", "kohya_varalpha", "legacy", "locon", "old_processor", "peft_attn", "peft_textmodel"])
+        #expect(list.filter { $0.fitsModel == true }.count == 9)
         #expect(list.first { $0.name == "bad_shapes" }?.problem?.contains("[640, 4]") == true)
     }
 
