@@ -11,11 +11,14 @@ import HotswapPipeline
 /// computed into a buffer of its own (reused across swaps); the base is never written, so any
 /// sequence of swaps leaves it bit-identical. In `.runtime` mode the layers add scale * B (A x) at
 /// every call instead. Every file is fully checked against the model before any layer changes: a
-/// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized).
-public final class AdapterManager {
+/// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized),
+/// but a swap changes the model's layers: do not run `activate` while the same model is generating
+/// (the server runs activate + generate for one request at a time per model).
+public final class AdapterManager: @unchecked Sendable {
     public let model: StableDiffusionModel
     public let adaptersDirectory: URL?
     public let mode: LoRAMode
+    public let alphaConvention: AlphaConvention
     public let targets: LoRATargets
     public let cache: AdapterCache
 
@@ -32,8 +35,10 @@ public final class AdapterManager {
     /// Layers changed by the active set.
     private var changed: [ObjectIdentifier: LoRATargetLayer] = [:]
 
-    public init(model: StableDiffusionModel, adaptersDirectory: URL?, cacheLimitBytes: Int, mode: LoRAMode = .fuse) {
+    public init(model: StableDiffusionModel, adaptersDirectory: URL?, cacheLimitBytes: Int, mode: LoRAMode = .fuse,
+                alphaConvention: AlphaConvention = .diffusers) {
         self.model = model
+        self.alphaConvention = alphaConvention
         self.adaptersDirectory = adaptersDirectory
         self.mode = mode
         targets = LoRATargets(model: model)
@@ -140,7 +145,7 @@ public final class AdapterManager {
                 continue
             }
             let loadStart = DispatchTime.now()
-            let adapter = try LoRAAdapter.load(url: item.url, targets: targets)
+            let adapter = try LoRAAdapter.load(url: item.url, targets: targets, alphaConvention: alphaConvention)
             loadMs += milliseconds(since: loadStart)
             fresh[item.path] = adapter
             loaded.append(ActiveAdapter(spec: item.spec, path: item.path, adapter: adapter))
@@ -236,6 +241,40 @@ public final class AdapterManager {
                 cache.remove(path)
             }
         }
+    }
+
+    /// Bytes of fused-weight buffers held (those in use and those kept for the next swap).
+    public var fusedBufferBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return buffers.values.reduce(0) { $0 + $1.count * 4 }
+    }
+
+    /// Frees the fused buffers no layer uses now (kept after `activate([])` so that the next swap
+    /// writes into memory already mapped). The next swap that needs them allocates them again.
+    public func releaseUnusedBuffers() {
+        lock.lock(); defer { lock.unlock() }
+        for id in buffers.keys where changed[id] == nil { buffers.removeValue(forKey: id) }
+    }
+
+    /// Benchmark helper: milliseconds to copy the base weights of the layers the active set changes
+    /// into scratch buffers with the fuse kernel's banding and threads but no low-rank terms, i.e.
+    /// the memory-traffic floor of a fused swap (median of `rounds`, after one warm-up).
+    public func measureCopyFloor(rounds: Int = 5) -> Double {
+        lock.lock(); defer { lock.unlock() }
+        let layers = Array(changed.values)
+        let scratch = layers.map { FusedBuffer.tensor(shape: $0.baseWeight.shape) }
+        let jobs = zip(layers, scratch).map { layer, out in
+            FuseKernel.Job(base: layer.baseWeight.data, out: out.data, rows: out.shape[0],
+                           columns: out.count / out.shape[0], terms: [])
+        }
+        var times: [Double] = []
+        for round in 0...rounds {
+            let start = DispatchTime.now()
+            withExtendedLifetime(scratch) { FuseKernel.run(jobs) }
+            if round > 0 { times.append(milliseconds(since: start)) }
+        }
+        times.sort()
+        return times[times.count / 2]
     }
 
     // MARK: Listing and checking

@@ -62,10 +62,12 @@ public final class LoRAAdapter {
     /// Reads, matches and checks a file against `targets`. Every problem is collected first: keys
     /// in no known layout, keys that match no layer, down/up pairs with a missing half, shapes
     /// that do not fit; any of them throws before a tensor is read.
-    public static func load(url: URL, targets: LoRATargets) throws -> LoRAAdapter {
+    public static func load(url: URL, targets: LoRATargets, alphaConvention: AlphaConvention = .diffusers) throws -> LoRAAdapter {
         let signature = try FileSignature(url: url)
         let file = try AdapterFile(url: url)
         let plan = try match(file, targets: targets)
+        let diffusersAlphas = alphaConvention == .diffusers
+            ? AlphaConvention.diffusersAlphas(plan.map { ($0.entry, $0.path) }) : [:]
         var updates: [LoRALayerUpdate] = []
         updates.reserveCapacity(plan.count)
         do {
@@ -75,7 +77,11 @@ public final class LoRAAdapter {
                 let downShape: [Int] = weightShape.count == 4 ? [rank] + weightShape.dropFirst() : [rank, weightShape[1]]
                 let down = try owned(file.safetensors, entry.downKey!).reshaped(downShape)
                 let up = try owned(file.safetensors, entry.upKey!).reshaped([weightShape[0], rank])
-                let (alpha, _, scale) = file.alphaAndRank(entry, modulePath: path)
+                var (alpha, _, scale) = file.alphaAndRank(entry, modulePath: path)
+                if let effective = diffusersAlphas[entry.id] {
+                    alpha = effective
+                    scale = effective / Float(rank)
+                }
                 updates.append(LoRALayerUpdate(component: entry.component, path: path, layer: layer, down: down, up: up,
                                                rank: rank, alpha: alpha, scale: scale))
             }

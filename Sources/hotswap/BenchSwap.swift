@@ -61,6 +61,7 @@ struct SwapBench: ParsableCommand {
             apply.append(report.applyMs)
         }
         let layers = try swap(specs[0]).layers
+        let copyFloor = mode == .fuse ? manager.measureCopyFloor(rounds: rounds) : 0
         func median(_ xs: [Double]) -> Double {
             let s = xs.sorted()
             return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
@@ -70,7 +71,7 @@ struct SwapBench: ParsableCommand {
             "rounds": rounds, "layers": layers,
             "cold_ms": median(cold), "cold_load_ms": median(coldLoad), "cold_apply_ms": median(coldApply),
             "hit_ms": median(hit), "unload_ms": median(unload), "apply_ms": median(apply),
-            "hit_ms_min": hit.min()!, "cold_ms_min": cold.min()!,
+            "hit_ms_min": hit.min()!, "cold_ms_min": cold.min()!, "copy_floor_ms": copyFloor,
             "load_seconds": loadSeconds, "blas_core": BLAS.coreName, "cores": ProcessInfo.processInfo.activeProcessorCount,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])

@@ -28,6 +28,8 @@ struct Render: ParsableCommand {
     @Option(help: "Folder of adapter files that --adapter names refer to.") var adaptersDir: String?
     @Option(help: "fuse: weights = base + scale * B A (default); runtime: y = W x + scale * B (A x), weights untouched.")
     var loraMode: String = LoRAMode.fuse.rawValue
+    @Option(help: "kohya files whose alphas differ by layer: diffusers (default, what diffusers computes) or kohya (each layer its own alpha, as A1111).")
+    var loraAlpha: String = AlphaConvention.diffusers.rawValue
     @Option(help: "Record the warmup and the request timings in this SQLite file (created if needed).")
     var timingsDb: String?
     @Flag(help: "No progress bar or summary.") var quiet = false
@@ -54,6 +56,9 @@ struct Render: ParsableCommand {
 
         guard let mode = LoRAMode(rawValue: loraMode) else {
             throw CLIError("unknown --lora-mode '\(loraMode)'; choose one of \(LoRAMode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let alphaConvention = AlphaConvention(rawValue: loraAlpha) else {
+            throw CLIError("unknown --lora-alpha '\(loraAlpha)'; choose one of \(AlphaConvention.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let specs: [AdapterSpec]
         do { specs = try adapters.map(AdapterSpec.init(parsing:)) } catch { throw CLIError("\(error)") }
@@ -88,7 +93,7 @@ struct Render: ParsableCommand {
             return CLIError(message)
         }
         let manager = AdapterManager(model: model, adaptersDirectory: adaptersDir.map { URL(fileURLWithPath: $0) },
-                                     cacheLimitBytes: 1 << 30, mode: mode)
+                                     cacheLimitBytes: 1 << 30, mode: mode, alphaConvention: alphaConvention)
         let swap: SwapReport
         do { swap = try manager.activate(specs) } catch let error as LoRAError {
             throw fail(error.code, error.description)

@@ -54,6 +54,9 @@ import HotswapPipeline
             if !specs.isEmpty { #expect(!Self.weightHashes(model).identical) }
         }
         try manager.activate([])
+        #expect(manager.fusedBufferBytes > 0)
+        manager.releaseUnusedBuffers()
+        #expect(manager.fusedBufferBytes == 0)
         let after = Self.weightHashes(model)
         #expect(after.base == before.base)
         #expect(after.active == before.base)

@@ -88,8 +88,55 @@ import HotswapPipeline
         let old = try manager.inspect(url: Fixtures.url("lora/sd1-tiny/old_processor.safetensors"))
         #expect(old.format == .diffusersAttnProcessor && old.alpha == 4)
         let list = try manager.list()
-        #expect(list.map(\.name) == ["bad_keys", "bad_shapes", "kohya", "kohya_sgm", "kohya_unet_only", "locon", "old_processor", "peft_attn", "peft_textmodel"])
-        #expect(list.filter { $0.fitsModel == true }.count == 7)
+        #expect(list.map(\.name) == ["bad_keys", "bad_shapes", "kohya", "kohya_sgm", "kohya_unet_only", "kohya_varalpha", "legacy", "locon", "old_processor", "peft_attn", "peft_textmodel"])
+        #expect(list.filter { $0.fitsModel == true }.count == 9)
         #expect(list.first { $0.name == "bad_shapes" }?.problem?.contains("[640, 4]") == true)
+    }
+
+    /// kohya alphas that differ by module: per module with `.kohya`; diffusers' reading with `.diffusers`
+    /// (the images of LoRAParityTests' kohya_varalpha cases check the latter against diffusers itself).
+    @Test func alphaConventions() throws {
+        let model = try StableDiffusionModel(directory: Fixtures.url("models/sd1-tiny"))
+        let targets = LoRATargets(model: model)
+        let url = Fixtures.url("lora/sd1-tiny/kohya_varalpha.safetensors")
+        let kohya = try LoRAAdapter.load(url: url, targets: targets, alphaConvention: .kohya)
+        let diffusers = try LoRAAdapter.load(url: url, targets: targets, alphaConvention: .diffusers)
+        let file = try AdapterFile(url: url)
+        var alphaCounts: [Float: Int] = [:]
+        for e in file.modules where e.component == .unet { alphaCounts[e.alpha!, default: 0] += 1 }
+        #expect(alphaCounts.count == 4)
+        var shared: [LoRAComponent: Set<Float>] = [:]
+        for (k, d) in zip(kohya.updates, diffusers.updates) {
+            #expect(k.path == d.path)
+            #expect(k.scale == k.alpha / Float(k.rank))
+            #expect(d.scale == d.alpha / Float(d.rank))
+            if d.component == .unet && !AlphaConvention.isAttentionProjection(d.path) {
+                #expect(d.scale == k.scale, "\(d.path)")
+            } else {
+                shared[d.component, default: []].insert(d.alpha)
+            }
+        }
+        // Attention projections and every text-encoder layer share the component's most common alpha.
+        #expect(shared[.unet]?.count == 1 && shared[.textEncoder]?.count == 1)
+        #expect(zip(kohya.updates, diffusers.updates).contains { $0.scale != $1.scale })
+    }
+}
+
+/// Every Linear and Conv2d diffusers has in the fixture models (so every layer a LoRA file can
+/// target) is registered for adapters here, under the same name.
+@Suite struct LoRATargetRegistryTests {
+    struct Modules: Decodable { let unet: [String]; let text_encoder: [String] }
+    struct Manifest: Decodable { let modules: [String: Modules] }
+
+    @Test(arguments: ["sd1-tiny", "sd2-tiny"])
+    func everyDiffusersLayerIsATarget(_ name: String) throws {
+        let manifest: Manifest = try Fixtures.json("reference/lora/manifest.json")
+        let expected = try #require(manifest.modules[name])
+        let model = try StableDiffusionModel(directory: Fixtures.url("models/\(name)"))
+        let targets = LoRATargets(model: model)
+        #expect(Set(targets.unet.keys) == Set(expected.unet),
+                "missing \(Set(expected.unet).subtracting(targets.unet.keys).sorted()), extra \(Set(targets.unet.keys).subtracting(expected.unet).sorted())")
+        #expect(Set(targets.textEncoder.keys) == Set(expected.text_encoder),
+                "missing \(Set(expected.text_encoder).subtracting(targets.textEncoder.keys).sorted())")
     }
 }
