@@ -43,6 +43,17 @@ enum EmbeddedModel {
         return roots.map { $0.appendingPathComponent("Models").appendingPathComponent(folderName).path }
     }
 
+    /// Where adapter names resolve without --adapters-dir: $HOTSWAP_ADAPTERS, else the embedded
+    /// model's Models/adapters.
+    static func defaultAdaptersDirectory() -> URL? {
+        if let env = ProcessInfo.processInfo.environment["HOTSWAP_ADAPTERS"], !env.isEmpty {
+            return URL(fileURLWithPath: env)
+        }
+        return searchedPaths()
+            .map { URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("adapters") }
+            .first { FileManager.default.fileExists(atPath: $0.path) }
+    }
+
     static func defaultModelDirectory() -> URL? {
         searchedPaths().first { FileManager.default.fileExists(atPath: $0 + "/model_index.json") }
             .map { URL(fileURLWithPath: $0) }

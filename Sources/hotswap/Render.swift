@@ -25,7 +25,7 @@ struct Render: ParsableCommand {
         "A LoRA adapter, NAME_OR_PATH[:SCALE] (repeatable; scale default 1). NAME resolves to DIR/NAME.safetensors with --adapters-dir.",
         valueName: "name[:scale]"))
     var adapters: [String] = []
-    @Option(help: "Folder of adapter files that --adapter names refer to.") var adaptersDir: String?
+    @Option(help: "Folder of adapter files that --adapter names refer to (default: $HOTSWAP_ADAPTERS, else the embedded Models/adapters).") var adaptersDir: String?
     @Option(help: "fuse: weights = base + scale * B A (default); runtime: y = W x + scale * B (A x), weights untouched.")
     var loraMode: String = LoRAMode.fuse.rawValue
     @Option(help: "kohya files whose alphas differ by layer: diffusers (default, what diffusers computes) or kohya (each layer its own alpha, as A1111).")
@@ -89,10 +89,10 @@ struct Render: ParsableCommand {
             record.outcome = code
             record.error = message
             record.totalMs = Date().timeIntervalSince(requestStart) * 1000
-            try? store?.recordRequest(record)
+            _ = try? store?.recordRequest(record)
             return CLIError(message)
         }
-        let manager = AdapterManager(model: model, adaptersDirectory: adaptersDir.map { URL(fileURLWithPath: $0) },
+        let manager = AdapterManager(model: model, adaptersDirectory: adaptersDir.map { URL(fileURLWithPath: $0) } ?? EmbeddedModel.defaultAdaptersDirectory(),
                                      cacheLimitBytes: 1 << 30, mode: mode, alphaConvention: alphaConvention)
         let swap: SwapReport
         do { swap = try manager.activate(specs) } catch let error as LoRAError {

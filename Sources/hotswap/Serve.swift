@@ -49,15 +49,7 @@ struct Serve: ParsableCommand {
 
     func resolveAdaptersDirectory() -> URL {
         if let adaptersDir { return URL(fileURLWithPath: adaptersDir) }
-        if let env = ProcessInfo.processInfo.environment["HOTSWAP_ADAPTERS"], !env.isEmpty {
-            return URL(fileURLWithPath: env)
-        }
-        if let embedded = EmbeddedModel.searchedPaths()
-            .map({ URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent("adapters") })
-            .first(where: { FileManager.default.fileExists(atPath: $0.path) }) {
-            return embedded
-        }
-        return URL(fileURLWithPath: "adapters")
+        return EmbeddedModel.defaultAdaptersDirectory() ?? URL(fileURLWithPath: "adapters")
     }
 
     func run() throws {

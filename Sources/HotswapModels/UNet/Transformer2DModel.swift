@@ -55,7 +55,7 @@ public final class BasicTransformerBlock {
 
     /// x: [batch, tokens, dim]
     func callAsFunction(_ x: Tensor, context: Tensor) -> Tensor {
-        var h = x
+        let h = x
         h.addInPlace(attn1(norm1(h), context: onlyCrossAttention ? context : nil))
         h.addInPlace(attn2(norm2(h), context: context))
         h.addInPlace(ffOut(geglu(ffProj(norm3(h)))))
