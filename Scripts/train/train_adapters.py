@@ -171,7 +171,7 @@ def main():
     ap.add_argument("--prepare", action="store_true")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--images", type=int, default=1200)
+    ap.add_argument("--images", type=int, default=800)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--vae", default=str(SCRATCH / "vae" / "final"))

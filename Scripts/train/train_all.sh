@@ -7,8 +7,8 @@
 #   HOTSWAP_TRAIN_SCRATCH=/tmp/x Scripts/train/train_all.sh   # elsewhere (a fresh run)
 #
 # Stages (each its own script, each resumable):
-#   1. train_vae.py        AutoencoderKL 16/32/64/64, 500 steps on 64x64 crops, all four styles
-#   2. train_unet.py       CLIP text encoder + UNet on cached latents of 6000 images (+ flips), EMA
+#   1. train_vae.py        AutoencoderKL 16/32/64/64, 1000 steps on 64x64 crops, all four styles
+#   2. train_unet.py       CLIP text encoder + UNet on cached latents of 3500 images (+ flips), EMA
 #      (beside it: train_adapters.py --prepare caches the styled latents for stage 4)
 #   3. export.py           Models/hotswap-shapes/ (F16 safetensors, diffusers layout)
 #   4. train_adapters.py   outline, stripes (PEFT format), night (kohya format, UNet + text encoder), in parallel
@@ -22,7 +22,8 @@ UNET_MINUTES=${UNET_MINUTES:-55}   # wall-clock cap for stage 2 (it exports its 
 TIMES="$SCRATCH/times.txt"
 stage() { local name=$1; shift; local t0=$(date +%s); echo "== $name: $*"; "$@"; echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"; }
 
-stage vae "$PY" train_vae.py --steps 500
+stage vae "$PY" train_vae.py --steps 1000
+"$PY" -c "from train_unet import tokenizer; tokenizer()"   # build the tokenizer folder once, before parallel users
 "$PY" train_adapters.py --prepare > "$SCRATCH/adapter_prepare.log" 2>&1 &
 PREP=$!
 stage unet "$PY" train_unet.py --steps 2000 --max-minutes "$UNET_MINUTES"
