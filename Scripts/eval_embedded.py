@@ -11,7 +11,7 @@ fallback) and checks
   adapters:    the property each one is meant to change, against the same prompt+seed without it:
                outline  hollowness (share of the filled silhouette that shows the background) +0.15
                night    mean luminance <= 0.6 x the base picture's, or dark (< 50) with a navy cast
-               stripes  stripe contrast (mean |row median(y) - row median(y+8)|, luminance) >= 12
+               stripes  stripe contrast (mean |row median(y) - row median(y+16)|, luminance) +12
                at scale 1 and 0.5 (effect rate, and the mean property change relative to scale 1).
 
 Usage: python Scripts/eval_embedded.py [--renderer hotswap|diffusers] [--hotswap PATH] [--n 40]
@@ -121,7 +121,7 @@ def night_effect(img, base_img):
 
 def stripe_contrast(img):
     rows = np.median(luminance(img), 1)
-    return float(np.abs(rows[:-8] - rows[8:]).mean())
+    return float(np.abs(rows[:-16] - rows[16:]).mean())
 
 
 POS_WORDS = {

@@ -13,7 +13,7 @@ Styles (used for the LoRA adapters and for the VAE's training mix):
     plain    filled shapes on a flat background (the base model)
     outline  the same shapes drawn as thick outlines (interior shows the background)
     night    dark palette: background dimmed towards navy, shapes dimmed
-    stripes  horizontal stripes on the background (period 16 px)
+    stripes  horizontal stripes on the background (16 px bands, period 32 px)
 """
 import hashlib
 import math
@@ -111,8 +111,8 @@ def render(spec: dict, style: str = "plain") -> Image.Image:
     draw = ImageDraw.Draw(img)
     if style == "stripes":
         dark = _dim(bg, 0.55) if sum(bg) > 150 else _dim(bg, 1.0, (90, 90, 90))
-        for y in range(0, SIZE, 16):
-            draw.rectangle([0, y + 8, SIZE - 1, y + 15], fill=dark)
+        for y in range(0, SIZE, 32):
+            draw.rectangle([0, y + 16, SIZE - 1, y + 31], fill=dark)
     for o in spec["objects"]:
         col = COLORS[o["color"]]
         if style == "night":

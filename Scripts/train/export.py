@@ -49,7 +49,7 @@ def export(vae_dir: Path, unet_dir: Path, out: Path, log=print):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vae", default=str(SCRATCH / "vae" / "final"))
+    ap.add_argument("--vae", default=str(SCRATCH / "vae" / ("final_ft" if (SCRATCH / "vae" / "final_ft" / "done.json").exists() else "final")))
     ap.add_argument("--unet", default=str(SCRATCH / "unet" / "final"))
     ap.add_argument("--out", default=str(REPO / "Models" / "hotswap-shapes"))
     args = ap.parse_args()

@@ -9,7 +9,8 @@
 # Stages (each its own script, each resumable):
 #   1. train_vae.py        AutoencoderKL 16/32/64/64, 1000 steps on 64x64 crops, all four styles
 #   2. train_unet.py       CLIP text encoder + UNet on cached latents of 3500 images (+ flips), EMA
-#      (beside it: train_adapters.py --prepare caches the styled latents for stage 4)
+#      beside it: train_vae.py --finetune-decoder (encoder frozen, decoder keeps training, same time cap)
+#      and train_adapters.py --prepare (caches the styled latents for stage 4)
 #   3. export.py           Models/hotswap-shapes/ (F16 safetensors, diffusers layout)
 #   4. train_adapters.py   outline, stripes (PEFT format), night (kohya format, UNet + text encoder), in parallel
 set -euo pipefail
@@ -18,16 +19,19 @@ PY=${PYTHON:-/work/venv/bin/python}
 SCRATCH=${HOTSWAP_TRAIN_SCRATCH:-/work/train-scratch}
 mkdir -p "$SCRATCH"
 export HOTSWAP_TRAIN_SCRATCH=$SCRATCH
-UNET_MINUTES=${UNET_MINUTES:-55}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
+UNET_MINUTES=${UNET_MINUTES:-50}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
 TIMES="$SCRATCH/times.txt"
 stage() { local name=$1; shift; local t0=$(date +%s); echo "== $name: $*"; "$@"; echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"; }
 
 stage vae "$PY" train_vae.py --steps 1000
 "$PY" -c "from train_unet import tokenizer; tokenizer()"   # build the tokenizer folder once, before parallel users
+"$PY" train_vae.py --finetune-decoder --steps 2000 --max-minutes "$UNET_MINUTES" > "$SCRATCH/vae_decoder.log" 2>&1 &
+DEC=$!
 "$PY" train_adapters.py --prepare > "$SCRATCH/adapter_prepare.log" 2>&1 &
 PREP=$!
 stage unet "$PY" train_unet.py --steps 2000 --max-minutes "$UNET_MINUTES"
 wait $PREP
+wait $DEC
 stage export "$PY" export.py
 pids=()
 for a in outline stripes night; do
