@@ -151,6 +151,11 @@ class HotswapRenderer:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
             return np.asarray(Image.open(out).convert("RGB"))
 
+    def render_many(self, prompts, seeds, adapters=()):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(int(os.environ.get("HOTSWAP_EVAL_JOBS", "2"))) as ex:
+            return list(ex.map(lambda ps: self.render(ps[0], ps[1], adapters), zip(prompts, seeds)))
+
 
 class DiffusersRenderer:
     def __init__(self, model, steps, guidance):
@@ -168,6 +173,9 @@ class DiffusersRenderer:
         self.name = "diffusers (development fallback)"
 
     def render(self, prompt, seed, adapters=()):
+        return self.render_many([prompt], [seed], adapters)[0]
+
+    def render_many(self, prompts, seeds, adapters=()):
         names, scales = [], []
         for path, scale in adapters:
             name = Path(path).stem
@@ -180,9 +188,12 @@ class DiffusersRenderer:
                 self.pipe.set_adapters(names, scales)
             else:
                 self.pipe.set_adapters(list(self.loaded), [0.0] * len(self.loaded))
-        g = self.torch.Generator("cpu").manual_seed(seed)
-        img = self.pipe(prompt, num_inference_steps=self.steps, guidance_scale=self.guidance, generator=g).images[0]
-        return np.asarray(img)
+        out = []
+        for i in range(0, len(prompts), 10):
+            gs = [self.torch.Generator("cpu").manual_seed(s) for s in seeds[i:i + 10]]
+            imgs = self.pipe(prompts[i:i + 10], num_inference_steps=self.steps, guidance_scale=self.guidance, generator=gs).images
+            out += [np.asarray(im) for im in imgs]
+        return out
 
 
 def prompts(n, seed=1234):
@@ -232,8 +243,9 @@ def main():
     t0 = time.time()
     rows, base_cache = [], {}
     ok = {"shape colour": 0, "background colour": 0, "shape class": 0, "position": 0}
-    for p in prompts(args.n):
-        img = r.render(p["prompt"], p["seed"])
+    plist = prompts(args.n)
+    imgs = r.render_many([p["prompt"] for p in plist], [p["seed"] for p in plist])
+    for p, img in zip(plist, imgs):
         a = analyze(img)
         a["img"] = img
         base_cache[p["seed"]] = a
@@ -269,17 +281,16 @@ def main():
             continue
         prop, fn, thr = ADAPTER_PROPS[name]
         res = {}
+        plist = prompts(args.adapter_n)
+        need = [p for p in plist if (p["seed"] if ra is r else ("ra", p["seed"])) not in base_cache]
+        if need:
+            for p, bimg in zip(need, ra.render_many([p["prompt"] for p in need], [p["seed"] for p in need])):
+                base_cache[p["seed"] if ra is r else ("ra", p["seed"])] = dict(analyze(bimg), img=bimg)
         for scale in (1.0, 0.5):
             vals = []
-            for p in prompts(args.adapter_n):
-                base = base_cache.get(p["seed"])
-                if base is None or ra is not r:
-                    key = ("ra", p["seed"])
-                    if key not in base_cache:
-                        bimg = ra.render(p["prompt"], p["seed"])
-                        base_cache[key] = dict(analyze(bimg), img=bimg)
-                    base = base_cache[key]
-                img = ra.render(p["prompt"], p["seed"], [(path, scale)])
+            imgs = ra.render_many([p["prompt"] for p in plist], [p["seed"] for p in plist], [(path, scale)])
+            for p, img in zip(plist, imgs):
+                base = base_cache[p["seed"] if ra is r else ("ra", p["seed"])]
                 a = analyze(img)
                 vals.append(fn(img, a, base))
                 if save:
