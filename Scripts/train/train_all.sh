@@ -19,7 +19,8 @@ PY=${PYTHON:-/work/venv/bin/python}
 SCRATCH=${HOTSWAP_TRAIN_SCRATCH:-/work/train-scratch}
 mkdir -p "$SCRATCH"
 export HOTSWAP_TRAIN_SCRATCH=$SCRATCH
-UNET_MINUTES=${UNET_MINUTES:-50}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
+UNET_STEPS=${UNET_STEPS:-1300}
+UNET_MINUTES=${UNET_MINUTES:-62}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
 TIMES="$SCRATCH/times.txt"
 stage() { local name=$1; shift; local t0=$(date +%s); echo "== $name: $*"; "$@"; echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"; }
 
@@ -29,7 +30,7 @@ stage vae "$PY" train_vae.py --steps 800
 DEC=$!
 "$PY" train_adapters.py --prepare > "$SCRATCH/adapter_prepare.log" 2>&1 &
 PREP=$!
-stage unet "$PY" train_unet.py --steps 2000 --max-minutes "$UNET_MINUTES"
+stage unet "$PY" train_unet.py --steps "$UNET_STEPS" --max-minutes "$UNET_MINUTES"
 wait $PREP
 wait $DEC
 stage export "$PY" export.py
