@@ -78,9 +78,15 @@ def noise_schedule():
     return torch.cumprod(1 - betas, 0).float()
 
 
-def diffusion_loss(unet, enc, lat, alphas_cumprod, g, offset=0.1, snr_gamma=5.0):
+def diffusion_loss(unet, enc, lat, alphas_cumprod, g, offset=0.3, snr_gamma=5.0, high_t=0.3):
+    """Epsilon loss with offset noise (per-sample, per-channel constant added to the noise: without it the
+    background colour can be read off the noise's mean even at t=999 and the model learns to ignore the
+    prompt's background colour) and a share `high_t` of the batch drawn from t in [600, 1000), where layout
+    and colours are decided."""
     b = lat.shape[0]
     t = torch.randint(0, 1000, (b,), generator=g)
+    hi = torch.rand(b, generator=g) < high_t
+    t[hi] = torch.randint(600, 1000, (int(hi.sum()),), generator=g)
     noise = torch.randn(lat.shape, generator=g)
     if offset:
         noise = noise + offset * torch.randn(b, lat.shape[1], 1, 1, generator=g)
@@ -99,7 +105,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--images", type=int, default=3500)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--seed", type=int, default=2)
     ap.add_argument("--ckpt-every", type=int, default=200)
     ap.add_argument("--max-minutes", type=float, default=0, help="stop (and export) after this long")
