@@ -19,8 +19,8 @@ PY=${PYTHON:-/work/venv/bin/python}
 SCRATCH=${HOTSWAP_TRAIN_SCRATCH:-/work/train-scratch}
 mkdir -p "$SCRATCH"
 export HOTSWAP_TRAIN_SCRATCH=$SCRATCH
-UNET_STEPS=${UNET_STEPS:-1400}
-UNET_MINUTES=${UNET_MINUTES:-70}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
+UNET_STEPS=${UNET_STEPS:-2200}
+UNET_MINUTES=${UNET_MINUTES:-85}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
 TIMES="$SCRATCH/times.txt"
 stage() { local name=$1; shift; local t0=$(date +%s); echo "== $name: $*"; "$@"; echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"; }
 
