@@ -39,7 +39,9 @@ public enum Attention {
         let chunkRows = max(1, min(queryLength, maxScoreFloats / max(1, keyLength)))
         let pairs = batch * heads
         let blasThreads = BLAS.threadCount
-        let workers = parallelHeads ? max(1, min(blasThreads, pairs)) : 1
+        // Small attentions (text encoder, tiny models) are not worth waking a second thread for.
+        let macs = 2 * batch * queryLength * keyLength * width
+        let workers = parallelHeads && macs >= BLAS.smallProductMACs ? max(1, min(blasThreads, pairs)) : 1
 
         func run(worker: Int) {
             let scratch = TensorStorage(uninitializedCount: chunkRows * keyLength)  // pooled

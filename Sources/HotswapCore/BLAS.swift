@@ -12,6 +12,11 @@ public enum BLAS {
                              beta: Float = 0,
                              c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
+        // Small products finish before a second BLAS thread is even scheduled; threading them only
+        // adds a barrier (and, on a busy machine, a scheduler quantum per call).
+        let singleThreaded = m * n * k < smallProductMACs && configuredThreads > 1
+        if singleThreaded { openblas_set_num_threads(1) }
+        defer { if singleThreaded { openblas_set_num_threads(Int32(configuredThreads)) } }
         cblas_sgemm(CblasRowMajor,
                     transA ? CblasTrans : CblasNoTrans,
                     transB ? CblasTrans : CblasNoTrans,
@@ -26,8 +31,16 @@ public enum BLAS {
         return String(cString: name)
     }
 
+    /// Products with fewer multiply-adds than this run on one thread.
+    nonisolated(unsafe) public static var smallProductMACs = 1 << 24
+
+    nonisolated(unsafe) private static var configuredThreads = Int(openblas_get_num_threads())
+
     public static var threadCount: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
+        get { configuredThreads }
+        set {
+            configuredThreads = newValue
+            openblas_set_num_threads(Int32(newValue))
+        }
     }
 }
