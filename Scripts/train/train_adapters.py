@@ -169,7 +169,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", default=list(ADAPTERS))
     ap.add_argument("--prepare", action="store_true")
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--images", type=int, default=800)
     ap.add_argument("--rank", type=int, default=8)
