@@ -30,6 +30,17 @@ public struct GenerationRequest: Sendable, Equatable {
     }
 
     public static let stepRange = 1...1000
+
+    /// The checks that need no model: steps in range, sizes positive multiples of 8 (as
+    /// StableDiffusionPipeline.check_inputs). The CLI runs them before loading anything.
+    public static func validate(steps: Int, width: Int?, height: Int?) throws {
+        guard stepRange.contains(steps) else { throw GenerationError.stepsOutOfRange(steps) }
+        for (field, value) in [("width", width), ("height", height)] {
+            if let value, value <= 0 || value % 8 != 0 {
+                throw GenerationError.invalidSize(field: field, value: value, multiple: 8)
+            }
+        }
+    }
 }
 
 /// Why a request cannot run; each case names the field.

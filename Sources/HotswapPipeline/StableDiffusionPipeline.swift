@@ -34,10 +34,7 @@ public final class StableDiffusionPipeline {
     public func resolve(_ request: GenerationRequest) throws -> (width: Int, height: Int, scheduler: SchedulerName) {
         let width = request.width ?? model.defaultImageSize
         let height = request.height ?? model.defaultImageSize
-        for (field, value) in [("width", width), ("height", height)] where value <= 0 || value % 8 != 0 {
-            throw GenerationError.invalidSize(field: field, value: value, multiple: 8)
-        }
-        guard GenerationRequest.stepRange.contains(request.steps) else { throw GenerationError.stepsOutOfRange(request.steps) }
+        try GenerationRequest.validate(steps: request.steps, width: width, height: height)
         guard request.guidance.isFinite, request.guidance >= 0 else { throw GenerationError.invalidGuidance(request.guidance) }
         let layers = model.textEncoder.config.numHiddenLayers
         if let clipSkip = request.clipSkip, clipSkip < 0 || clipSkip >= layers {

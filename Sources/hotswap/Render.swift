@@ -41,12 +41,7 @@ struct Render: ParsableCommand {
             }
             return parsed
         }
-        guard GenerationRequest.stepRange.contains(steps) else { throw CLIError(GenerationError.stepsOutOfRange(steps).description) }
-        for (field, value) in [("width", width), ("height", height)] {
-            if let value, value <= 0 || value % 8 != 0 {
-                throw CLIError(GenerationError.invalidSize(field: field, value: value, multiple: 8).description)
-            }
-        }
+        do { try GenerationRequest.validate(steps: steps, width: width, height: height) } catch { throw CLIError("\(error)") }
         let outURL = URL(fileURLWithPath: out)
         let outDir = outURL.deletingLastPathComponent()
         var isDirectory: ObjCBool = false
