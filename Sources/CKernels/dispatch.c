@@ -15,6 +15,13 @@ DECLARE(void, hs_group_norm, (const float *x, float *y, ptrdiff_t batch, ptrdiff
 DECLARE(void, hs_layer_norm, (const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
                               const float *gamma, const float *beta, float epsilon))
 
+DECLARE(void, hs_winograd_f23_weights, (const float *w, ptrdiff_t K, ptrdiff_t C, float *U))
+DECLARE(void, hs_winograd_f23_input, (const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                                      ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch))
+DECLARE(void, hs_winograd_f23_output, (const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
+                                       ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst,
+                                       float *scratch))
+
 static int isa_level(void) {
     static int level = -1;
     if (level < 0) {
@@ -44,4 +51,15 @@ void hs_group_norm(const float *x, float *y, ptrdiff_t batch, ptrdiff_t channels
 void hs_layer_norm(const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
                    const float *gamma, const float *beta, float epsilon) {
     DISPATCH(hs_layer_norm, (x, y, rows, columns, gamma, beta, epsilon))
+}
+void hs_winograd_f23_weights(const float *w, ptrdiff_t K, ptrdiff_t C, float *U) {
+    DISPATCH(hs_winograd_f23_weights, (w, K, C, U))
+}
+void hs_winograd_f23_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                           ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch) {
+    DISPATCH(hs_winograd_f23_input, (src, C, H, W, tileRow0, tileRows, V, xiStride, scratch))
+}
+void hs_winograd_f23_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
+                            ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch) {
+    DISPATCH(hs_winograd_f23_output, (M, K, H, W, tileRow0, tileRows, xiStride, bias, dst, scratch))
 }

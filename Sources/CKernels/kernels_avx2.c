@@ -2,4 +2,5 @@
 #define VW 8
 #define ISA(name) name##_avx2
 #include "kernels_impl.h"
+#include "winograd_impl.h"
 #pragma clang attribute pop

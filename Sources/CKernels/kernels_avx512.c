@@ -2,4 +2,5 @@
 #define VW 16
 #define ISA(name) name##_avx512
 #include "kernels_impl.h"
+#include "winograd_impl.h"
 #pragma clang attribute pop

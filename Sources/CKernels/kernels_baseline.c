@@ -1,3 +1,4 @@
 #define VW 4
 #define ISA(name) name##_baseline
 #include "kernels_impl.h"
+#include "winograd_impl.h"

@@ -27,12 +27,23 @@ public enum Convolution {
     /// Upper bound on the im2col scratch buffer (floats): 16 M floats = 64 MB.
     public static var maxColumnFloats = 16 << 20
 
-    /// input [batch, inC, H, W], weight [outC, inC, kh, kw], bias [outC]? -> output [batch, outC, Ho, Wo]
-    public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape) -> Tensor {
+    /// input [batch, inC, H, W], weight [outC, inC, kh, kw], bias [outC]? -> output [batch, outC, Ho, Wo].
+    /// `winogradWeights` (WinogradConvolution.transformWeights of `weight`), when given and the layer
+    /// and size qualify (`WinogradConvolution.applies`), takes the Winograd path.
+    public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape,
+                              winogradWeights: Tensor? = nil) -> Tensor {
         let (outH, outW) = shape.outputSize(height: input.shape[2], width: input.shape[3])
+        // Nominal (direct-convolution) work, so the profile's GFLOPS are comparable across paths.
         let work = 2.0 * Double(input.shape[0] * shape.outChannels * outH * outW * shape.inChannels * shape.kernelHeight * shape.kernelWidth)
         let kind: OpProfile.Kind = shape.kernelHeight == 1 && shape.kernelWidth == 1 ? .conv1x1 : .conv3x3
-        return OpProfile.measure(kind, flops: work) { convolve(input, weight: weight, bias: bias, shape: shape) }
+        return OpProfile.measure(kind, flops: work) {
+            if let winogradWeights, WinogradConvolution.applies(to: shape, height: input.shape[2], width: input.shape[3]) {
+                precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
+                             "conv2d: input \(input.shape) for \(shape.inChannels) channels")
+                return WinogradConvolution.conv2d(input, transformedWeights: winogradWeights, bias: bias)
+            }
+            return convolve(input, weight: weight, bias: bias, shape: shape)
+        }
     }
 
     static func convolve(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape) -> Tensor {

@@ -30,6 +30,18 @@ void hs_group_norm(const float *x, float *y, ptrdiff_t batch, ptrdiff_t channels
 void hs_layer_norm(const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
                    const float *gamma, const float *beta, float epsilon);
 
+/// Winograd F(2x2, 3x3) (winograd_impl.h). U[16][K][C] = G g G^T for w: [K][C][3][3].
+void hs_winograd_f23_weights(const float *w, ptrdiff_t K, ptrdiff_t C, float *U);
+/// Input tiles of tile rows [tileRow0, tileRow0 + tileRows) of C channel planes src: [C][H][W] (padding 1):
+/// V[xi * xiStride + c * tiles + p], tiles = tileRows * tilesW, tilesW = (W + 1) / 2.
+/// scratch: 8 * (tilesW + 1) floats.
+void hs_winograd_f23_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                           ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch);
+/// Output rows of those tile rows, dst: [K][H][W], from M[xi * xiStride + k * tiles + p], plus bias
+/// (may be NULL). scratch: 4 * tilesW floats.
+void hs_winograd_f23_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
+                            ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch);
+
 /// 2: AVX-512, 1: AVX2 + FMA, 0: baseline x86-64 (which kernel set runs).
 int hs_isa_level(void);
 

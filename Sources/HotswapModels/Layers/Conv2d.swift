@@ -5,7 +5,12 @@ import HotswapCore
 public final class Conv2d {
     public let shape: Conv2dShape
     public let baseWeight: Tensor          // [out, in, kh, kw]
-    public var weight: Tensor
+    public var weight: Tensor {
+        didSet { winogradWeights = nil }  // a fused or restored weight: transform again when next needed
+    }
+    /// `weight` in the Winograd domain, made at the first forward that takes that path (16/9 of the
+    /// weight's size, only for layers that run on large feature maps).
+    private var winogradWeights: Tensor?
     public let bias: Tensor?
     /// Runtime low-rank terms y += scale * up(down(x)), used instead of fusing when requested
     /// (kohya LoCon: down is a k x k conv with this layer's stride and padding, up a 1x1 conv).
@@ -23,7 +28,10 @@ public final class Conv2d {
 
     /// x: [batch, in, H, W] -> [batch, out, H', W']
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape)
+        if winogradWeights == nil, WinogradConvolution.applies(to: shape, height: x.shape[2], width: x.shape[3]) {
+            winogradWeights = WinogradConvolution.transformWeights(weight)
+        }
+        let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape, winogradWeights: winogradWeights)
         for delta in runtimeAdapters { delta.apply(x, layer: shape, into: y) }
         return y
     }
