@@ -7,11 +7,18 @@ Usage:
                                        [--hotswap PATH_TO_BINARY] [--no-diffusers] [--json]
 
 DIR is a diffusers StableDiffusionPipeline folder, e.g. one from Scripts/make_random_sd.py.
-ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load):
+ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load,e2e512):
   unet<S>b<B>, unet<W>x<H>b<B>  one UNet forward: sample [B,4,H/8,W/8], timestep 500,
                                 encoder_hidden_states [B,77,cross_attention_dim] (768 for SD1.5)
   vae<S>, vae<W>x<H>            VAE decode of a latent [1,4,H/8,W/8] to a WxH image
   text, textb<B>                text encoder forward on B (default 2) prompts of 77 tokens
+  e2e<S>, e2e<W>x<H>            end to end: one image, prompt E2E_PROMPT, 20 steps euler-a (Euler ancestral),
+                                guidance 7 (CFG batch 2), seed 1: text encoder + denoising loop + VAE decode,
+                                model loading excluded. diffusers: pipe(...) with EulerAncestralDiscreteScheduler
+                                after one untimed 1-step call; hotswap: one `BIN render` process (cold: its first
+                                step includes page-faulting the weights), timed by its own text + denoise +
+                                decode + png figures; peak RSS of that process reported as hotswap_peak_rss_gb
+                                (and diffusers' whole benchmark process's peak as diffusers_process_peak_rss_gb)
   load                          StableDiffusionPipeline.from_pretrained(DIR, torch_dtype=float32),
                                 page cache warm (the warm-up load reads the files first)
   swap                          LoRA swap cycle with the --adapter files (give two; not in the default rows):
@@ -45,7 +52,8 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_ROWS = "unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load"
+DEFAULT_ROWS = "unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load,e2e512"
+E2E_PROMPT = "a photograph of an astronaut riding a horse on the moon, highly detailed"
 TEXT_PROMPTS = ["a photograph of an astronaut riding a horse on the moon, highly detailed", ""]
 
 
@@ -66,11 +74,15 @@ def parse_row(row: str) -> dict:
     m = re.fullmatch(r"text(?:b(\d+))?", row)
     if m:
         return {"row": row, "kind": "text", "batch": int(m.group(1) or 2)}
+    m = re.fullmatch(r"e2e(\d+)(?:x(\d+))?", row)
+    if m:
+        w = int(m.group(1))
+        return {"row": row, "kind": "e2e", "width": w, "height": int(m.group(2) or w), "steps": 20, "guidance": 7.0}
     if row == "load":
         return {"row": row, "kind": "load"}
     if row == "swap":
         return {"row": row, "kind": "swap"}
-    raise SystemExit(f"unknown row {row!r} (expected unet<S>b<B>, unet<W>x<H>b<B>, vae<S>, vae<W>x<H>, text, textb<B>, load)")
+    raise SystemExit(f"unknown row {row!r} (expected unet<S>b<B>, unet<W>x<H>b<B>, vae<S>, vae<W>x<H>, text, textb<B>, load, e2e<S>, e2e<W>x<H>)")
 
 
 def describe(spec: dict, cross_dim) -> str:
@@ -82,6 +94,8 @@ def describe(spec: dict, cross_dim) -> str:
         return f"VAE decode [1,4,{spec['height'] // 8},{spec['width'] // 8}] -> {spec['width']}x{spec['height']}"
     if k == "text":
         return f"text encoder [{spec['batch']},77]"
+    if k == "e2e":
+        return f"end to end {spec['width']}x{spec['height']}, {spec['steps']} steps euler-a, guidance {spec['guidance']:g}"
     if k == "swap":
         return "LoRA swap cycle (diffusers load+fuse+unfuse+unload; hotswap cache hit)"
     return "pipeline from_pretrained"
@@ -126,6 +140,42 @@ def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"exit {proc.returncode}, no JSON with seconds_median/seconds_min; " + " | ".join(tail)}
     return result
+
+
+def run_hotswap_render(binary: str, model: Path, spec: dict, threads: int, timeout: float) -> dict:
+    """One `hotswap render` process: seconds = its text + denoise + decode + png figures; peak RSS."""
+    import tempfile
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+        env.setdefault(var, str(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        # Peak RSS through /usr/bin/time: this process's own rusage of its children would count the
+        # child's copy-on-write image of this (multi-GB, torch-holding) process before the exec.
+        rss_file = os.path.join(tmp, "rss")
+        wrapper = ["/usr/bin/time", "-f", "%M", "-o", rss_file] if os.path.exists("/usr/bin/time") else []
+        argv = [binary, "render", "--model", str(model), "--prompt", E2E_PROMPT, "--steps", str(spec["steps"]),
+                "--guidance", str(spec["guidance"]), "--scheduler", "euler-a", "--seed", "1",
+                "--width", str(spec["width"]), "--height", str(spec["height"]), "--out", os.path.join(tmp, "e2e.png")]
+        log("  hotswap: " + " ".join(argv))
+        start = time.perf_counter()
+        proc = subprocess.Popen(wrapper + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return {"error": "timeout"}
+        wall = time.perf_counter() - start
+        try:
+            peak_kb = int(Path(rss_file).read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            peak_kb = None
+    text = out + err
+    parts = {name: float(v) for name, v in re.findall(r"(text|denoise|decode|png) (\d+(?:\.\d+)?) ms", text)}
+    if proc.returncode != 0 or len(parts) != 4:
+        return {"error": f"exit {proc.returncode}; " + " | ".join(text.strip().splitlines()[-3:])}
+    seconds = sum(parts.values()) / 1000
+    return {"seconds_median": seconds, "seconds_min": seconds, "process_wall_seconds": wall,
+            "phases_ms": parts, "hotswap_peak_rss_gb": peak_kb / 2**20 if peak_kb else None}
 
 
 def timed(fn, runs: int, warmup: int) -> dict:
@@ -218,6 +268,19 @@ class Diffusers:
                                       generator=g)
                 sf = pipe.vae.config.scaling_factor
                 return timed(lambda: pipe.vae.decode(latents / sf, return_dict=False), runs, warmup)
+            if k == "e2e":
+                from diffusers import EulerAncestralDiscreteScheduler
+                import resource
+                pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+                pipe.set_progress_bar_config(disable=True)
+
+                def render(steps):
+                    return pipe(E2E_PROMPT, height=spec["height"], width=spec["width"], num_inference_steps=steps,
+                                guidance_scale=spec["guidance"], generator=torch.Generator("cpu").manual_seed(1))
+                render(1)  # untimed warm-up
+                result = timed(lambda: render(spec["steps"]), 1, 0)
+                result["diffusers_process_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+                return result
             if k == "text":
                 prompts = (TEXT_PROMPTS * spec["batch"])[: spec["batch"]]
                 ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
@@ -284,8 +347,11 @@ def main() -> int:
                                 else bench.bench(spec, args.runs, args.warmup))
             log(f"  diffusers: median {row['diffusers']['seconds_median']:.3f}s min {row['diffusers']['seconds_min']:.3f}s")
         if args.hotswap:
-            row["hotswap"] = run_hotswap(hotswap_argv(args.hotswap, args.model, spec, args.runs, args.adapter), args.threads,
-                                         args.hotswap_timeout)
+            if spec["kind"] == "e2e":
+                row["hotswap"] = run_hotswap_render(args.hotswap, args.model, spec, args.threads, args.hotswap_timeout)
+            else:
+                row["hotswap"] = run_hotswap(hotswap_argv(args.hotswap, args.model, spec, args.runs, args.adapter),
+                                             args.threads, args.hotswap_timeout)
             if "error" in row["hotswap"]:
                 log(f"  hotswap: {row['hotswap']['error']}")
             else:
@@ -315,6 +381,10 @@ def main() -> int:
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for r in results:
+        for side in ("diffusers", "hotswap"):
+            for key in ("hotswap_peak_rss_gb", "diffusers_process_peak_rss_gb"):
+                if (r.get(side) or {}).get(key) is not None:
+                    print(f"{r['row']}: {key} {r[side][key]:.2f}")
         if "error" in (r.get("hotswap") or {}):
             print(f"{r['row']}: hotswap error: {r['hotswap']['error']}")
     return 0

@@ -4,8 +4,10 @@ import Foundation
 /// 3x3, stride-1, padding-1 convolutions by Winograd F(2x2, 3x3) (CKernels/winograd_impl.h):
 /// 16 sgemms of [K, C] x [C, tiles] instead of one [K, 9C] x [9C, H*W] im2col product, 2.25x
 /// fewer multiplies, and no 9x unfolded copy of the input. Used where the image is large enough
-/// for the tile products to be efficient (at least 64 tiles, a 16x16 map); smaller ones (the UNet's 8x8 level at 512)
-/// stay on im2col, where one product over the whole weight is better.
+/// for the tile products to be efficient and the transformed weights (16/9 of the weight, kept per
+/// layer) worth their memory: at least 256 tiles, a 32x32 map. The UNet's 16x16 and 8x8 levels at 512
+/// (its largest weights, 1280 channels) stay on im2col: there Winograd measured no faster and its
+/// weights would add ~1.6 GB.
 ///
 /// The image is worked in chunks of tile rows (bounded by `chunkFloats`, which also bounds the
 /// scratch of the VAE's 512x512 layers). Each chunk runs in three phases spread over the BLAS
@@ -18,7 +20,7 @@ public enum WinogradConvolution {
         if let text = ProcessInfo.processInfo.environment["HOTSWAP_WINOGRAD_MIN_TILES"], let value = Int(text) {
             return value  // 0 or less: every eligible layer; a huge value: never
         }
-        return 64
+        return 256
     }()
     /// Scratch per chunk (transformed input + products), in floats: 8 M floats = 32 MB.
     nonisolated(unsafe) public static var chunkFloats: Int = {
