@@ -56,6 +56,9 @@ public enum Convolution {
         let isPointwise = shape.kernelHeight == 1 && shape.kernelWidth == 1 && shape.stride == 1 && shape.padding == 0
         let rowsPerBand = isPointwise ? outH : max(1, min(outH, maxColumnFloats / max(1, reduction * outW)))
         // Scratch from the pool: a fresh 64 MB malloc per call would be page-faulted in every time.
+        if batch > 1, !isPointwise, reduction * batch * outH * outW <= maxColumnFloats {
+            return convolveBatched(input, weight: weight, bias: bias, shape: shape, into: output)
+        }
         let scratch = isPointwise ? nil : TensorStorage(uninitializedCount: reduction * rowsPerBand * outW)
         let columns = scratch?.pointer
 
@@ -88,28 +91,64 @@ public enum Convolution {
         return output
     }
 
+    /// Small feature maps (the UNet's 16x16 and 8x8 levels) of a batch (CFG's 2): one product over
+    /// the whole batch's columns, so the layer's weight (59 MB for 1280 -> 1280 channels) is
+    /// streamed from memory once instead of once per image; then each image's rows are copied out.
+    static func convolveBatched(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape,
+                                into output: Tensor) -> Tensor {
+        let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
+        let (outH, outW) = (output.shape[2], output.shape[3])
+        let plane = outH * outW
+        let reduction = shape.inChannels * shape.kernelHeight * shape.kernelWidth
+        let columns = TensorStorage(uninitializedCount: reduction * batch * plane)  // pooled
+        let products = TensorStorage(uninitializedCount: shape.outChannels * batch * plane)
+        for b in 0..<batch {
+            unfoldInParallel(input.data + b * shape.inChannels * height * width, height: height, width: width,
+                             shape: shape, firstRow: 0, rows: outH, outWidth: outW,
+                             into: columns.pointer + b * plane, rowStride: batch * plane)
+        }
+        BLAS.sgemm(m: shape.outChannels, n: batch * plane, k: reduction,
+                   a: weight.data, lda: reduction,
+                   b: columns.pointer, ldb: batch * plane,
+                   c: products.pointer, ldc: batch * plane)
+        for b in 0..<batch {
+            let dst = output.data + b * shape.outChannels * plane
+            for k in 0..<shape.outChannels {
+                (dst + k * plane).update(from: products.pointer + k * batch * plane + b * plane, count: plane)
+            }
+            if let bias {
+                Elementwise.addChannelBias(dst, bias: bias.data, channels: shape.outChannels, spatial: plane)
+            }
+        }
+        withExtendedLifetime((columns, products)) {}
+        return output
+    }
+
     /// The unfold split by input channels over the BLAS thread count: it runs between two
     /// sgemm calls, when BLAS' own threads only wait.
     static func unfoldInParallel(_ src: UnsafePointer<Float>, height: Int, width: Int, shape: Conv2dShape,
-                                 firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>) {
+                                 firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>,
+                                 rowStride: Int? = nil) {
         let workers = min(BLAS.threadCount, shape.inChannels)
         let work = shape.inChannels * shape.kernelHeight * shape.kernelWidth * rows * outWidth
         guard workers > 1, work >= 1 << 18 else {
             unfold(src, height: height, width: width, shape: shape, channels: 0..<shape.inChannels,
-                   firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns)
+                   firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns, rowStride: rowStride)
             return
         }
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let lower = shape.inChannels * worker / workers, upper = shape.inChannels * (worker + 1) / workers
             unfold(src, height: height, width: width, shape: shape, channels: lower..<upper,
-                   firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns)
+                   firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns, rowStride: rowStride)
         }
     }
 
-    /// im2col for output rows [firstRow, firstRow + rows): columns[(c, ki, kj), (row, x)].
+    /// im2col for output rows [firstRow, firstRow + rows): columns[(c, ki, kj) * rowStride + (row, x)]
+    /// (rowStride defaults to rows * outWidth).
     static func unfold(_ src: UnsafePointer<Float>, height: Int, width: Int, shape: Conv2dShape, channels: Range<Int>,
-                       firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>) {
-        let bandWidth = rows * outWidth
+                       firstRow: Int, rows: Int, outWidth: Int, into columns: UnsafeMutablePointer<Float>,
+                       rowStride: Int? = nil) {
+        let bandWidth = rowStride ?? rows * outWidth
         let stride = shape.stride, padding = shape.padding
         var columnRow = channels.lowerBound * shape.kernelHeight * shape.kernelWidth
         for c in channels {

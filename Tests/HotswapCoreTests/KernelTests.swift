@@ -46,6 +46,18 @@ import Testing
         expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: padding), rtol: 1e-5)
     }
 
+    /// A batch whose columns fit the budget together: one product for the whole batch
+    /// (stride 1 and 2, so the strided unfold writes at the batch's row stride too).
+    @Test(arguments: [1, 2])
+    func conv2dBatchedColumns(stride: Int) {
+        let x = random([3, 16, 12, 10], seed: 31)
+        let w = random([7, 16, 3, 3], seed: 32)
+        let b = random([7], seed: 33)
+        let shape = Conv2dShape(inChannels: 16, outChannels: 7, kernelHeight: 3, kernelWidth: 3, stride: stride, padding: 1)
+        let y = Convolution.conv2d(x, weight: w, bias: b, shape: shape)
+        expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: 1), rtol: 1e-5)
+    }
+
     /// Large enough for the unfold to be split across workers.
     @Test func conv2dParallelUnfold() {
         let x = random([1, 16, 40, 48], seed: 11)
