@@ -32,14 +32,14 @@ public enum Convolution {
     /// and size qualify (`WinogradConvolution.applies`), takes the Winograd path.
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape,
                               winogradWeights: Tensor? = nil) -> Tensor {
+        precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
+                     "conv2d: input \(input.shape) for \(shape.inChannels) channels")
         let (outH, outW) = shape.outputSize(height: input.shape[2], width: input.shape[3])
         // Nominal (direct-convolution) work, so the profile's GFLOPS are comparable across paths.
         let work = 2.0 * Double(input.shape[0] * shape.outChannels * outH * outW * shape.inChannels * shape.kernelHeight * shape.kernelWidth)
         let kind: OpProfile.Kind = shape.kernelHeight == 1 && shape.kernelWidth == 1 ? .conv1x1 : .conv3x3
         return OpProfile.measure(kind, flops: work) {
             if let winogradWeights, WinogradConvolution.applies(to: shape, height: input.shape[2], width: input.shape[3]) {
-                precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
-                             "conv2d: input \(input.shape) for \(shape.inChannels) channels")
                 return WinogradConvolution.conv2d(input, transformedWeights: winogradWeights, bias: bias)
             }
             return convolve(input, weight: weight, bias: bias, shape: shape)
@@ -47,18 +47,16 @@ public enum Convolution {
     }
 
     static func convolve(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape) -> Tensor {
-        precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
-                     "conv2d: input \(input.shape) for \(shape.inChannels) channels")
         let (batch, height, width) = (input.shape[0], input.shape[2], input.shape[3])
         let (outH, outW) = shape.outputSize(height: height, width: width)
         let output = Tensor(uninitialized: [batch, shape.outChannels, outH, outW])
         let reduction = shape.inChannels * shape.kernelHeight * shape.kernelWidth
         let isPointwise = shape.kernelHeight == 1 && shape.kernelWidth == 1 && shape.stride == 1 && shape.padding == 0
         let rowsPerBand = isPointwise ? outH : max(1, min(outH, maxColumnFloats / max(1, reduction * outW)))
-        // Scratch from the pool: a fresh 64 MB malloc per call would be page-faulted in every time.
         if batch > 1, !isPointwise, reduction * batch * outH * outW <= maxColumnFloats {
             return convolveBatched(input, weight: weight, bias: bias, shape: shape, into: output)
         }
+        // Scratch from the pool: a fresh 64 MB malloc per call would be page-faulted in every time.
         let scratch = isPointwise ? nil : TensorStorage(uninitializedCount: reduction * rowsPerBand * outW)
         let columns = scratch?.pointer
 
