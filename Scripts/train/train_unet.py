@@ -49,25 +49,36 @@ def encode_latents(vae, imgs_u8, log, bs=32):
     return torch.cat(out)
 
 
-def cached_data(name, n, seed, style, vae_dir, log):
-    """latents [n,4,16,16], flipped latents, ids, flipped ids for a dataset drawn with `style`."""
+def cached_data(name, n, seed, style, vae_dir, log, half=False):
+    """latents [n,4,16,16], flipped latents, ids, flipped ids for a dataset drawn with `style`. With `half`,
+    also the latents of the half-strength style (the plain and the styled picture averaged pixel by pixel),
+    the adapters' target at LoRA scale 0.5."""
     f = SCRATCH / "cache" / f"{name}.pt"
     if f.exists():
-        return torch.load(f)
+        d = torch.load(f)
+        if not half or "lat_h" in d:
+            return d
     from diffusers import AutoencoderKL
     vae = AutoencoderKL.from_pretrained(vae_dir).eval()
     rng = np.random.default_rng(seed)
     imgs = np.zeros((n, dataset.SIZE, dataset.SIZE, 3), np.uint8)
+    halves = np.zeros_like(imgs) if half else None
     caps = []
     for i in range(n):
         spec = dataset.sample_spec(rng)
         imgs[i] = np.asarray(dataset.render(spec, style))
+        if half:
+            plain = np.asarray(dataset.render(spec, "plain")).astype(np.uint16)
+            halves[i] = ((plain + imgs[i] + 1) // 2).astype(np.uint8)
         caps.append(dataset.caption(spec))
     lat = encode_latents(vae, imgs, log)
     lat_f = encode_latents(vae, np.ascontiguousarray(imgs[:, :, ::-1]), log)
     tok = tokenizer()
     d = {"lat": lat, "lat_f": lat_f, "ids": tokenize(tok, caps), "ids_f": tokenize(tok, [flip_caption(c) for c in caps]),
          "caps": caps}
+    if half:
+        d["lat_h"] = encode_latents(vae, halves, log)
+        d["lat_hf"] = encode_latents(vae, np.ascontiguousarray(halves[:, :, ::-1]), log)
     f.parent.mkdir(parents=True, exist_ok=True)
     torch.save(d, f)
     return d
