@@ -1,5 +1,7 @@
 // Picks the widest kernel set this CPU supports, once, at first use.
 #include "ckernels.h"
+#include <stdlib.h>
+#include <string.h>
 
 #define DECLARE(ret, name, params) \
     ret name##_avx512 params; ret name##_avx2 params; ret name##_baseline params;
@@ -22,12 +24,20 @@ DECLARE(void, hs_winograd_f23_output, (const float *M, ptrdiff_t K, ptrdiff_t H,
                                        ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst,
                                        float *scratch))
 
+DECLARE(void, hs_attention, (const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
+                             ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo,
+                             float *scratch))
+
 static int isa_level(void) {
     static int level = -1;
     if (level < 0) {
         __builtin_cpu_init();
         level = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) ? 2
               : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        // HOTSWAP_ISA=avx2|baseline caps the level, so the narrower kernels can be tested on this machine.
+        const char *cap = getenv("HOTSWAP_ISA");
+        if (cap && strcmp(cap, "avx2") == 0 && level > 1) level = 1;
+        if (cap && strcmp(cap, "baseline") == 0) level = 0;
     }
     return level;
 }
@@ -62,4 +72,14 @@ void hs_winograd_f23_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t
 void hs_winograd_f23_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
                             ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch) {
     DISPATCH(hs_winograd_f23_output, (M, K, H, W, tileRow0, tileRows, xiStride, bias, dst, scratch))
+}
+
+// The widest kernel's needs (VW 16: keys padded to 32, channels to 16, 8-row score tile, 64-row block).
+ptrdiff_t hs_attention_scratch_floats(ptrdiff_t Lk, ptrdiff_t d) {
+    const ptrdiff_t keys = (Lk + 31) / 32 * 32, padded = (d + 15) / 16 * 16;
+    return keys * d + keys * padded + 8 * 256 + 64 * padded + 2 * 64;
+}
+void hs_attention(const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
+                  ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo, float *scratch) {
+    DISPATCH(hs_attention, (q, ldq, k, v, ldkv, Lq, Lk, d, scale, o, ldo, scratch))
 }

@@ -3,4 +3,5 @@
 #define ISA(name) name##_avx512
 #include "kernels_impl.h"
 #include "winograd_impl.h"
+#include "attention_impl.h"
 #pragma clang attribute pop

@@ -2,3 +2,4 @@
 #define ISA(name) name##_baseline
 #include "kernels_impl.h"
 #include "winograd_impl.h"
+#include "attention_impl.h"

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 /// Scaled dot-product attention, softmax(Q K^T * scale [+ causal mask]) V, per head.
 /// Heads are read in place with strided sgemm (lda = heads * headDim), so no transposes are
@@ -26,7 +27,61 @@ public enum Attention {
     /// (with multi-threaded sgemm it would run on one core while the other spins).
     public static var parallelHeads = ProcessInfo.processInfo.environment["HOTSWAP_ATTENTION_PARALLEL"] != "0"
 
+    /// The fused kernel (CKernels/attention_impl.h) for unmasked attention; HOTSWAP_FUSED_ATTENTION=0 falls
+    /// back to sgemm + softmax + sgemm (which the causal text encoder always uses).
+    nonisolated(unsafe) public static var useFusedKernel = ProcessInfo.processInfo.environment["HOTSWAP_FUSED_ATTENTION"] != "0"
+    /// Query rows per work item of the fused kernel: each item packs its head's K and V once.
+    static let fusedRowsPerItem = 1024
+
     static func attend(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool) -> Tensor {
+        if useFusedKernel && !causal {
+            return attendFused(query: query, key: key, value: value, heads: heads)
+        }
+        return attendUnfused(query: query, key: key, value: value, heads: heads, causal: causal)
+    }
+
+    static func attendFused(query: Tensor, key: Tensor, value: Tensor, heads: Int) -> Tensor {
+        precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
+                     "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
+        let (batch, queryLength, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let keyLength = key.shape[1]
+        precondition(key.shape[0] == batch && key.shape[2] == width && width % heads == 0,
+                     "attention: q \(query.shape) k \(key.shape) heads \(heads)")
+        let headDim = width / heads
+        let scale = 1 / Float(headDim).squareRoot()
+        let output = Tensor(uninitialized: [batch, queryLength, width])
+        let chunks = (queryLength + fusedRowsPerItem - 1) / fusedRowsPerItem
+        let items = batch * heads * chunks
+        let macs = 2 * batch * queryLength * keyLength * width
+        let workers = macs >= BLAS.smallProductMACs ? max(1, min(BLAS.threadCount, items)) : 1
+        let scratchFloats = hs_attention_scratch_floats(keyLength, headDim)
+
+        func run(worker: Int) {
+            let scratch = TensorStorage(uninitializedCount: scratchFloats)  // pooled
+            defer { withExtendedLifetime(scratch) {} }
+            var item = worker
+            while item < items {
+                let (pair, chunk) = (item / chunks, item % chunks)
+                let (b, h) = (pair / heads, pair % heads)
+                let firstRow = chunk * fusedRowsPerItem
+                let rows = min(fusedRowsPerItem, queryLength - firstRow)
+                let q = query.data + (b * queryLength + firstRow) * width + h * headDim
+                let k = key.data + b * keyLength * width + h * headDim
+                let v = value.data + b * keyLength * width + h * headDim
+                let o = output.data + (b * queryLength + firstRow) * width + h * headDim
+                hs_attention(q, width, k, v, width, rows, keyLength, headDim, scale, o, width, scratch.pointer)
+                item += workers
+            }
+        }
+        if workers == 1 {
+            run(worker: 0)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workers) { run(worker: $0) }
+        }
+        return output
+    }
+
+    static func attendUnfused(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool) -> Tensor {
         precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
                      "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
         let (batch, queryLength, width) = (query.shape[0], query.shape[1], query.shape[2])

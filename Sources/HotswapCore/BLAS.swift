@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Thin, typed front of OpenBLAS' cblas_sgemm (row-major), plus its thread and core settings.
 public enum BLAS {
@@ -12,6 +13,7 @@ public enum BLAS {
                              beta: Float = 0,
                              c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
+        _ = idleThreadsSleep
         // Small products finish before a second BLAS thread is even scheduled; threading them only
         // adds a barrier (and, on a busy machine, a scheduler quantum per call).
         let singleThreaded = m * n * k < smallProductMACs && configuredThreads > 1
@@ -25,6 +27,27 @@ public enum BLAS {
                     beta, c, Int32(ldc))
     }
 
+    /// OpenBLAS' worker threads busy-wait for 2^28 cycles (~0.1 s) after each product before they sleep.
+    /// Our own parallel loops (attention, Winograd transforms, im2col) run between products, so they
+    /// shared both cores with that spinning: UNet 512 forward 5.1 s, 4.2 s with OPENBLAS_THREAD_TIMEOUT=4
+    /// (2^4 cycles, sleep at once; waking a thread per product costs microseconds). OpenBLAS reads the
+    /// variable when the library loads, so it is set here, the environment re-read and the threads
+    /// restarted. A user's own OPENBLAS_THREAD_TIMEOUT / GOTO_THREAD_TIMEOUT is left alone, and an
+    /// OpenBLAS without these entry points (an OpenMP build) is left as it is.
+    private static let idleThreadsSleep: Void = {
+        guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil, getenv("GOTO_THREAD_TIMEOUT") == nil,
+              let library = dlopen(nil, RTLD_NOW),
+              let readEnvironment = dlsym(library, "openblas_read_env"),
+              let stopThreads = dlsym(library, "blas_thread_shutdown_"),
+              let startThreads = dlsym(library, "blas_thread_init") else { return }
+        typealias VoidFunction = @convention(c) () -> Void
+        typealias IntFunction = @convention(c) () -> Int32
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
+        unsafeBitCast(readEnvironment, to: VoidFunction.self)()
+        _ = unsafeBitCast(stopThreads, to: IntFunction.self)()
+        _ = unsafeBitCast(startThreads, to: IntFunction.self)()
+    }()
+
     /// The kernel family OpenBLAS picked for this CPU (e.g. "SkylakeX", "Zen", "Haswell").
     public static var coreName: String {
         guard let name = openblas_get_corename() else { return "unknown" }
@@ -34,7 +57,10 @@ public enum BLAS {
     /// Products with fewer multiply-adds than this run on one thread.
     nonisolated(unsafe) public static var smallProductMACs = 1 << 24
 
-    nonisolated(unsafe) private static var configuredThreads = Int(openblas_get_num_threads())
+    nonisolated(unsafe) private static var configuredThreads: Int = {
+        _ = idleThreadsSleep
+        return Int(openblas_get_num_threads())
+    }()
 
     public static var threadCount: Int {
         get { configuredThreads }

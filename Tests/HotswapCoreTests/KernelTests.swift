@@ -103,13 +103,29 @@ import Testing
 
     @Test(arguments: [false, true])
     func attention(causal: Bool) {
-        let (batch, lq, lk, heads, dim) = (2, 7, causal ? 7 : 5, 3, 4)
+        let saved = Attention.maxScoreFloats
+        Attention.maxScoreFloats = 2 * 5  // force chunking in the unfused path
+        defer { Attention.maxScoreFloats = saved }
+        checkAttention(batch: 2, queryLength: 7, keyLength: causal ? 7 : 5, heads: 3, dim: 4, causal: causal)
+    }
+
+    /// The fused kernel against the naive loops, on shapes that cross its block edges: several key blocks
+    /// (256) and query blocks (64) with remainders, keys not a multiple of the 32-key panel (77: the text's
+    /// cross-attention), head sizes that split into 3 + 2 and 3 + 1 output vectors (80, 64), and both paths.
+    @Test(arguments: [(1, 130, 77, 2, 40), (1, 67, 300, 1, 80), (2, 9, 33, 2, 64), (1, 1030, 40, 1, 5), (1, 20, 600, 1, 160)])
+    func fusedAttention(shape: (Int, Int, Int, Int, Int)) {
+        let saved = Attention.useFusedKernel
+        defer { Attention.useFusedKernel = saved }
+        for fused in [true, false] {
+            Attention.useFusedKernel = fused
+            checkAttention(batch: shape.0, queryLength: shape.1, keyLength: shape.2, heads: shape.3, dim: shape.4, causal: false)
+        }
+    }
+
+    func checkAttention(batch: Int, queryLength lq: Int, keyLength lk: Int, heads: Int, dim: Int, causal: Bool) {
         let q = random([batch, lq, heads * dim], seed: 4)
         let k = random([batch, lk, heads * dim], seed: 5)
         let v = random([batch, lk, heads * dim], seed: 6)
-        let saved = Attention.maxScoreFloats
-        Attention.maxScoreFloats = 2 * lk  // force chunking
-        defer { Attention.maxScoreFloats = saved }
         let out = Attention.scaledDotProduct(query: q, key: k, value: v, heads: heads, causal: causal)
         var expected = [Float](repeating: 0, count: batch * lq * heads * dim)
         for b in 0..<batch { for h in 0..<heads { for i in 0..<lq {

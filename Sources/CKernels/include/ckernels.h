@@ -42,6 +42,12 @@ void hs_winograd_f23_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t
 void hs_winograd_f23_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
                             ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch);
 
+/// Fused attention of one head (attention_impl.h): o[i * ldo + c] = sum_j softmax_j(q_i . k_j * scale) v[j * ldkv + c]
+/// for query rows i < Lq, keys j < Lk, channels c < d (no mask). scratch: hs_attention_scratch_floats(Lk, d) floats.
+void hs_attention(const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
+                  ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo, float *scratch);
+ptrdiff_t hs_attention_scratch_floats(ptrdiff_t Lk, ptrdiff_t d);
+
 /// 2: AVX-512, 1: AVX2 + FMA, 0: baseline x86-64 (which kernel set runs).
 int hs_isa_level(void);
 
