@@ -6,7 +6,7 @@
 // after kernels_impl.h (VW, ISA, INLINE, vexp).
 //
 // K is packed once per call into panels of ATT_KP keys, [panel][channel][ATT_KP], already multiplied
-// by `scale`; V into rows of dp = d rounded up to VW floats, zero-padded. Keys past Lk (the last
+// by `scale`; V into rows of dp = d rounded up to ATT_DALIGN floats, zero-padded. Keys past Lk (the last
 // panel's padding) get score -inf. Query rows go in blocks of ATT_QB, so one key block (K and V, ~90 kB
 // at d = 40) is reused from cache by ATT_QB / ATT_R micro-tiles of ATT_R rows.
 
@@ -15,6 +15,17 @@
 #define ATT_DV (VW >= 16 ? 3 : 2)  // output vectors per P V micro-tile
 #define ATT_BK 256                 // keys per block (a multiple of ATT_KP)
 #define ATT_QB 64                  // query rows per block (a multiple of ATT_R)
+// Output channels are padded to whole vectors, except that 16-wide vectors may end in one 8-wide half
+// (SD 1.x's 40-channel heads: 2.5 vectors; padding them to 48 was 20% more P V work).
+#if VW >= 16
+#define ATT_DALIGN (VW / 2)
+typedef float vhalf __attribute__((vector_size(VW * 2)));
+INLINE vhalf load_half(const float *p) { vhalf v; memcpy(&v, p, sizeof v); return v; }
+INLINE void store_half(float *p, vhalf v) { memcpy(p, &v, sizeof v); }
+INLINE vhalf splat_half(float s) { vhalf v; for (int i = 0; i < VW / 2; i++) v[i] = s; return v; }
+#else
+#define ATT_DALIGN VW
+#endif
 
 /// s[r][0 .. ATT_KP) = q_r . kpanel[:, 0 .. ATT_KP) for the ATT_R rows `qr`.
 INLINE void att_scores(const float *const *qr, const float *kpanel, ptrdiff_t d, float *s, ptrdiff_t lds) {
@@ -31,24 +42,39 @@ INLINE void att_scores(const float *const *qr, const float *kpanel, ptrdiff_t d,
     for (int r = 0; r < ATT_R; r++) { store(s + r * lds, a[r][0]); store(s + r * lds + VW, a[r][1]); }
 }
 
-/// acc[r][0 .. nv*VW) += sum_j p[r][j] vp[j][0 .. nv*VW) over n keys, for ATT_R rows (nv <= ATT_DV, a constant
-/// after inlining, so the accumulators stay in registers).
+/// acc[r][0 .. w) += sum_j p[r][j] vp[j][0 .. w) over n keys, for ATT_R rows, w = nv * VW (+ VW / 2 with
+/// `half`). nv <= ATT_DV and half are constants after inlining, so the accumulators stay in registers.
 INLINE void att_pv(const float *p, ptrdiff_t ldp, ptrdiff_t n, const float *vp, ptrdiff_t dp,
-                   float *acc, ptrdiff_t ldacc, const int nv) {
+                   float *acc, ptrdiff_t ldacc, const int nv, const int half) {
     v16f a[ATT_R][ATT_DV];
+#if VW >= 16
+    vhalf t[ATT_R];
+    for (int r = 0; r < ATT_R; r++) t[r] = half ? load_half(acc + r * ldacc + nv * VW) : splat_half(0.0f);
+#endif
     for (int r = 0; r < ATT_R; r++)
         for (int x = 0; x < nv; x++) a[r][x] = load(acc + r * ldacc + x * VW);
     for (ptrdiff_t j = 0; j < n; j++) {
         const float *row = vp + j * dp;
         v16f v[ATT_DV];
         for (int x = 0; x < nv; x++) v[x] = load(row + x * VW);
+#if VW >= 16
+        const vhalf tail = half ? load_half(row + nv * VW) : splat_half(0.0f);
+#endif
         for (int r = 0; r < ATT_R; r++) {
-            const v16f b = splat(p[r * ldp + j]);
+            const float pr = p[r * ldp + j];
+            const v16f b = splat(pr);
             for (int x = 0; x < nv; x++) a[r][x] = a[r][x] + b * v[x];
+#if VW >= 16
+            if (half) t[r] = t[r] + splat_half(pr) * tail;
+#endif
         }
     }
     for (int r = 0; r < ATT_R; r++)
         for (int x = 0; x < nv; x++) store(acc + r * ldacc + x * VW, a[r][x]);
+#if VW >= 16
+    if (half)
+        for (int r = 0; r < ATT_R; r++) store_half(acc + r * ldacc + nv * VW, t[r]);
+#endif
 }
 
 /// Rows [0, Lq) of one head: q[i * ldq + c], k[j * ldkv + c], v[j * ldkv + c], o[i * ldo + c], c < d.
@@ -56,7 +82,7 @@ INLINE void att_pv(const float *p, ptrdiff_t ldp, ptrdiff_t n, const float *vp, 
 void ISA(hs_attention)(const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
                        ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo,
                        float *scratch) {
-    const ptrdiff_t Lkp = (Lk + ATT_KP - 1) / ATT_KP * ATT_KP, dp = (d + VW - 1) / VW * VW;
+    const ptrdiff_t Lkp = (Lk + ATT_KP - 1) / ATT_KP * ATT_KP, dp = (d + ATT_DALIGN - 1) / ATT_DALIGN * ATT_DALIGN;
     float *kp = scratch, *vp = kp + Lkp * d, *s = vp + Lkp * dp, *acc = s + ATT_R * ATT_BK;
     float *mx = acc + ATT_QB * dp, *sum = mx + ATT_QB;
 
@@ -104,18 +130,22 @@ void ISA(hs_attention)(const float *q, ptrdiff_t ldq, const float *k, const floa
                     if (rescale != 1.0f) {
                         float *arow = acc + (r0 + r) * dp;
                         const v16f f = splat(rescale);
-                        for (ptrdiff_t c = 0; c < dp; c += VW) store(arow + c, load(arow + c) * f);
+                        ptrdiff_t c = 0;
+                        for (; c + VW <= dp; c += VW) store(arow + c, load(arow + c) * f);
+                        for (; c < dp; c++) arow[c] *= rescale;
                     }
                 }
                 // acc rows past `rows` belong to the next micro-tile or to nothing: the repeated
                 // rows accumulate into the scratch tail (acc has ATT_QB rows and ATT_QB % ATT_R == 0).
                 for (ptrdiff_t c0 = 0; c0 < dp; c0 += ATT_DV * VW) {
                     const ptrdiff_t left = (dp - c0) / VW;
+                    const int half = (dp - c0) % VW != 0;  // only with 16-wide vectors: 8 more channels
                     const float *vblock = vp + j0 * dp + c0;
                     float *a = acc + r0 * dp + c0;
-                    if (left >= ATT_DV) att_pv(s, ATT_BK, n, vblock, dp, a, dp, ATT_DV);
-                    else if (left == 2) att_pv(s, ATT_BK, n, vblock, dp, a, dp, 2);
-                    else att_pv(s, ATT_BK, n, vblock, dp, a, dp, 1);
+                    if (left >= ATT_DV) att_pv(s, ATT_BK, n, vblock, dp, a, dp, ATT_DV, 0);
+                    else if (left == 2) half ? att_pv(s, ATT_BK, n, vblock, dp, a, dp, 2, 1) : att_pv(s, ATT_BK, n, vblock, dp, a, dp, 2, 0);
+                    else if (left == 1) half ? att_pv(s, ATT_BK, n, vblock, dp, a, dp, 1, 1) : att_pv(s, ATT_BK, n, vblock, dp, a, dp, 1, 0);
+                    else att_pv(s, ATT_BK, n, vblock, dp, a, dp, 0, 1);
                 }
             }
         }

@@ -111,8 +111,9 @@ import Testing
 
     /// The fused kernel against the naive loops, on shapes that cross its block edges: several key blocks
     /// (256) and query blocks (64) with remainders, keys not a multiple of the 32-key panel (77: the text's
-    /// cross-attention), head sizes that split into 3 + 2 and 3 + 1 output vectors (80, 64), and both paths.
-    @Test(arguments: [(1, 130, 77, 2, 40), (1, 67, 300, 1, 80), (2, 9, 33, 2, 64), (1, 1030, 40, 1, 5), (1, 20, 600, 1, 160)])
+    /// cross-attention), head sizes that split into 3 + 2, 3 + 1 and 3 + a half output vectors (80, 64, 56), 2.5
+    /// (40) and a half alone (5), and both paths.
+    @Test(arguments: [(1, 130, 77, 2, 40), (1, 67, 300, 1, 80), (2, 9, 33, 2, 64), (1, 1030, 40, 1, 5), (1, 20, 600, 1, 160), (1, 70, 100, 1, 56)])
     func fusedAttention(shape: (Int, Int, Int, Int, Int)) {
         let saved = Attention.useFusedKernel
         defer { Attention.useFusedKernel = saved }

@@ -11,6 +11,9 @@ public final class Conv2d {
     /// `weight` in the Winograd domain, made at the first forward that takes that path (16/9 of the
     /// weight's size, only for layers that run on large feature maps).
     private var winogradWeights: Tensor?
+    /// Whether `winogradWeights` is kept between calls. The VAE decoder (run once per image, after the
+    /// UNet) turns it off: transforming its weights again costs ~50 ms a decode, keeping them ~250 MB.
+    public var cachesWinogradWeights = true
     public let bias: Tensor?
     /// Runtime low-rank terms y += scale * up(down(x)), used instead of fusing when requested
     /// (kohya LoCon: down is a k x k conv with this layer's stride and padding, up a 1x1 conv).
@@ -28,10 +31,12 @@ public final class Conv2d {
 
     /// x: [batch, in, H, W] -> [batch, out, H', W']
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        if winogradWeights == nil, WinogradConvolution.applies(to: shape, height: x.shape[2], width: x.shape[3]) {
-            winogradWeights = WinogradConvolution.transformWeights(weight)
+        var transformed = winogradWeights
+        if transformed == nil, WinogradConvolution.applies(to: shape, height: x.shape[2], width: x.shape[3]) {
+            transformed = WinogradConvolution.transformWeights(weight)
+            if cachesWinogradWeights { winogradWeights = transformed }
         }
-        let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape, winogradWeights: winogradWeights)
+        let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape, winogradWeights: transformed)
         for delta in runtimeAdapters { delta.apply(x, layer: shape, into: y) }
         return y
     }

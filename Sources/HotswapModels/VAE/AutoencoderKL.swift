@@ -116,6 +116,7 @@ public final class AutoencoderKL {
         convOut = Conv2d(p, decoder("conv_out"), inChannels: c.blockOutChannels[0], outChannels: c.outChannels,
                          kernelSize: 3, padding: 1)
         try p.finish()
+        for conv in p.convolutions.values { conv.cachesWinogradWeights = false }
     }
 
     /// AutoencoderKL.decode(z).sample for z already divided by scaling_factor:
@@ -128,6 +129,10 @@ public final class AutoencoderKL {
         h = midResnets[1](h, tembActivated: nil)
         for block in upBlocks {
             for resnet in block.resnets { h = resnet(h, tembActivated: nil) }
+            // Each block works at twice the size of the last, so most buffers this one left in the pool
+            // fit nothing that follows. Draining before each upsampler: 512x512 decode peak RSS 1.95 ->
+            // 1.57 GB, for ~0.5 s of page faults (11.4 -> 11.9 s).
+            BufferPool.drain()
             if let upsampler = block.upsampler { h = upsampler(h) }
         }
         return convOut(convNormOut(h, silu: true))
