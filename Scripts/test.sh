@@ -3,12 +3,13 @@
 # in debug builds). A second pass (no rebuild, ~10 s) forces the Winograd convolution onto every
 # eligible layer (HOTSWAP_WINOGRAD_MIN_TILES=0): by default only maps of >= 32x32 take it, which the
 # tiny fixture models barely reach, so this is what holds the parity and LoRA fuse/restore tests to it.
-# Then the AVX2 kernels (whole suite) and the baseline x86-64 kernels (kernel tests), which this
+# Then the AVX2 kernels (whole suite, with Winograd F(4x4, 3x3) forced where F(2x2) would run: by
+# default it only takes 64x64 maps) and the baseline x86-64 kernels (kernel tests), which this
 # AVX-512 machine would otherwise never run (HOTSWAP_ISA caps CKernels' dispatch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh
 swift test -c release -Xswiftc -enable-testing --package-path . "$@"
 HOTSWAP_WINOGRAD_MIN_TILES=0 swift test -c release -Xswiftc -enable-testing --package-path . --skip-build "$@"
-HOTSWAP_ISA=avx2 swift test -c release -Xswiftc -enable-testing --package-path . --skip-build "$@"
+HOTSWAP_ISA=avx2 HOTSWAP_WINOGRAD_MIN_TILES=0 HOTSWAP_WINOGRAD_F43_MIN_TILES=0 swift test -c release -Xswiftc -enable-testing --package-path . --skip-build "$@"
 HOTSWAP_ISA=baseline swift test -c release -Xswiftc -enable-testing --package-path . --skip-build --filter KernelTests "$@"

@@ -24,6 +24,12 @@ DECLARE(void, hs_winograd_f23_output, (const float *M, ptrdiff_t K, ptrdiff_t H,
                                        ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst,
                                        float *scratch))
 
+DECLARE(void, hs_winograd_f43_weights, (const float *w, ptrdiff_t K, ptrdiff_t C, float *U))
+DECLARE(void, hs_winograd_f43_input, (const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                                      ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch))
+DECLARE(void, hs_winograd_f43_output, (const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
+                                       ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst,
+                                       float *scratch))
 DECLARE(void, hs_attention, (const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
                              ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo,
                              float *scratch))
@@ -82,4 +88,15 @@ ptrdiff_t hs_attention_scratch_floats(ptrdiff_t Lk, ptrdiff_t d) {
 void hs_attention(const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
                   ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo, float *scratch) {
     DISPATCH(hs_attention, (q, ldq, k, v, ldkv, Lq, Lk, d, scale, o, ldo, scratch))
+}
+void hs_winograd_f43_weights(const float *w, ptrdiff_t K, ptrdiff_t C, float *U) {
+    DISPATCH(hs_winograd_f43_weights, (w, K, C, U))
+}
+void hs_winograd_f43_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                           ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch) {
+    DISPATCH(hs_winograd_f43_input, (src, C, H, W, tileRow0, tileRows, V, xiStride, scratch))
+}
+void hs_winograd_f43_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
+                            ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch) {
+    DISPATCH(hs_winograd_f43_output, (M, K, H, W, tileRow0, tileRows, xiStride, bias, dst, scratch))
 }

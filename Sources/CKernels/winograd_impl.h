@@ -111,3 +111,126 @@ void ISA(hs_winograd_f23_output)(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdi
         }
     }
 }
+
+// Winograd F(4x4, 3x3): 6x6 input tiles, 36 multiplies per 4x4 output tile and channel pair (2.25
+// per output instead of F(2x2)'s 4), for the largest maps, where the 36 products still have enough
+// tiles each. Interpolation points 0, +-1, +-2, infinity (Lavin & Gray 2015, section 4.2):
+//
+//   B^T = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0 4 -4 -1 1 0;  0 -2 -1 2 1 0;  0 2 -1 -2 1 0;  0 4 0 -5 0 1]
+//   G   = [1/4 0 0;  -1/6 -1/6 -1/6;  -1/6 1/6 -1/6;  1/24 1/12 1/6;  1/24 -1/12 1/6;  0 0 1]
+//   A^T = [1 1 1 1 1 0;  0 1 -1 2 -2 0;  0 1 1 4 4 0;  0 1 -1 8 -8 1]
+//
+// The transforms are plain scalar code per tile: per channel pair they are ~1/K of the products' work.
+
+INLINE void f43_bt(const float d[6], float o[6]) {  // o = B^T d
+    o[0] = 4 * d[0] - 5 * d[2] + d[4];
+    o[1] = -4 * (d[1] + d[2]) + d[3] + d[4];
+    o[2] = 4 * (d[1] - d[2]) - d[3] + d[4];
+    o[3] = -2 * (d[1] - d[3]) - d[2] + d[4];
+    o[4] = 2 * (d[1] - d[3]) - d[2] + d[4];
+    o[5] = 4 * d[1] - 5 * d[3] + d[5];
+}
+
+INLINE void f43_g(const float g[3], float o[6]) {  // o = G g
+    o[0] = g[0] / 4;
+    o[1] = -(g[0] + g[1] + g[2]) / 6;
+    o[2] = -(g[0] - g[1] + g[2]) / 6;
+    o[3] = g[0] / 24 + g[1] / 12 + g[2] / 6;
+    o[4] = g[0] / 24 - g[1] / 12 + g[2] / 6;
+    o[5] = g[2];
+}
+
+INLINE void f43_at(const float m[6], float o[4]) {  // o = A^T m
+    const float a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+    o[0] = m[0] + a + c;
+    o[1] = b + 2 * d;
+    o[2] = a + 4 * c;
+    o[3] = b + 8 * d + m[5];
+}
+
+void ISA(hs_winograd_f43_weights)(const float *w, ptrdiff_t K, ptrdiff_t C, float *U) {
+    const ptrdiff_t plane = K * C;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        for (ptrdiff_t c = 0; c < C; c++) {
+            const float *g = w + (k * C + c) * 9;
+            float t[3][6];  // columns of G g: t[j] = G (column j of g)
+            for (int j = 0; j < 3; j++) {
+                const float col[3] = {g[j], g[3 + j], g[6 + j]};
+                f43_g(col, t[j]);
+            }
+            for (int i = 0; i < 6; i++) {  // row i of (G g) G^T = G (row i of G g)
+                const float row[3] = {t[0][i], t[1][i], t[2][i]};
+                float u[6];
+                f43_g(row, u);
+                for (int j = 0; j < 6; j++) U[(i * 6 + j) * plane + k * C + c] = u[j];
+            }
+        }
+    }
+}
+
+/// scratch: 6 * (4 * tilesW + 2) floats (six zero-padded input rows).
+void ISA(hs_winograd_f43_input)(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                                ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch) {
+    const ptrdiff_t tilesW = (W + 3) / 4;
+    const ptrdiff_t ld = tileRows * tilesW;  // V[xi][c][p]
+    const ptrdiff_t span = 4 * tilesW + 2;   // columns -1 .. 4 tilesW
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const float *plane = src + c * H * W;
+        for (ptrdiff_t ty = 0; ty < tileRows; ty++) {
+            const ptrdiff_t y0 = 4 * (tileRow0 + ty) - 1;
+            for (int r = 0; r < 6; r++) {
+                float *row = scratch + r * span;  // row[x + 1] = input[y0 + r][x], zero outside
+                const ptrdiff_t y = y0 + r;
+                for (ptrdiff_t x = 0; x < span; x++) row[x] = 0.0f;
+                if (y >= 0 && y < H) memcpy(row + 1, plane + y * W, (size_t)W * sizeof(float));
+            }
+            float *out = V + c * ld + ty * tilesW;
+            for (ptrdiff_t tx = 0; tx < tilesW; tx++) {
+                float t[6][6];  // t[j] = B^T (column j of the patch)
+                for (int j = 0; j < 6; j++) {
+                    float col[6];
+                    for (int r = 0; r < 6; r++) col[r] = scratch[r * span + 4 * tx + j];
+                    f43_bt(col, t[j]);
+                }
+                for (int i = 0; i < 6; i++) {  // row i of (B^T d) B = B^T (row i of B^T d)
+                    const float row[6] = {t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], t[5][i]};
+                    float v[6];
+                    f43_bt(row, v);
+                    for (int j = 0; j < 6; j++) out[(i * 6 + j) * xiStride + tx] = v[j];
+                }
+            }
+        }
+    }
+}
+
+/// scratch: 4 * 4 * tilesW floats (four output rows).
+void ISA(hs_winograd_f43_output)(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W,
+                                 ptrdiff_t tileRow0, ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias,
+                                 float *dst, float *scratch) {
+    const ptrdiff_t tilesW = (W + 3) / 4;
+    const ptrdiff_t ld = tileRows * tilesW;  // M[xi][k][p]
+    const ptrdiff_t rowLength = 4 * tilesW;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const float b = bias ? bias[k] : 0.0f;
+        for (ptrdiff_t ty = 0; ty < tileRows; ty++) {
+            const float *m = M + k * ld + ty * tilesW;
+            for (ptrdiff_t tx = 0; tx < tilesW; tx++) {
+                float t[6][4];  // t[j] = A^T (column j of m)
+                for (int j = 0; j < 6; j++) {
+                    float col[6];
+                    for (int i = 0; i < 6; i++) col[i] = m[(i * 6 + j) * xiStride + tx];
+                    f43_at(col, t[j]);
+                }
+                for (int i = 0; i < 4; i++) {  // row i of (A^T m) A = A^T (row i of A^T m)
+                    const float row[6] = {t[0][i], t[1][i], t[2][i], t[3][i], t[4][i], t[5][i]};
+                    float y[4];
+                    f43_at(row, y);
+                    for (int j = 0; j < 4; j++) scratch[i * rowLength + 4 * tx + j] = y[j] + b;
+                }
+            }
+            const ptrdiff_t y0 = 4 * (tileRow0 + ty);
+            for (int i = 0; i < 4 && y0 + i < H; i++)
+                memcpy(dst + (k * H + y0 + i) * W, scratch + i * rowLength, (size_t)W * sizeof(float));
+        }
+    }
+}

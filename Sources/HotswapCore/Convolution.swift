@@ -29,7 +29,7 @@ public enum Convolution {
 
     /// input [batch, inC, H, W], weight [outC, inC, kh, kw], bias [outC]? -> output [batch, outC, Ho, Wo].
     /// `winogradWeights` (WinogradConvolution.transformWeights of `weight`), when given and the layer
-    /// and size qualify (`WinogradConvolution.applies`), takes the Winograd path.
+    /// and size qualify for its variant (`WinogradConvolution.variant`), takes the Winograd path.
     public static func conv2d(_ input: Tensor, weight: Tensor, bias: Tensor?, shape: Conv2dShape,
                               winogradWeights: Tensor? = nil) -> Tensor {
         precondition(input.rank == 4 && input.shape[1] == shape.inChannels,
@@ -39,7 +39,8 @@ public enum Convolution {
         let work = 2.0 * Double(input.shape[0] * shape.outChannels * outH * outW * shape.inChannels * shape.kernelHeight * shape.kernelWidth)
         let kind: OpProfile.Kind = shape.kernelHeight == 1 && shape.kernelWidth == 1 ? .conv1x1 : .conv3x3
         return OpProfile.measure(kind, flops: work) {
-            if let winogradWeights, WinogradConvolution.applies(to: shape, height: input.shape[2], width: input.shape[3]) {
+            if let winogradWeights,
+               WinogradConvolution.variant(for: shape, height: input.shape[2], width: input.shape[3])?.products == winogradWeights.shape[0] {
                 return WinogradConvolution.conv2d(input, transformedWeights: winogradWeights, bias: bias)
             }
             return convolve(input, weight: weight, bias: bias, shape: shape)

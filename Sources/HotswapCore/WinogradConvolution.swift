@@ -3,7 +3,8 @@ import Foundation
 
 /// 3x3, stride-1, padding-1 convolutions by Winograd F(2x2, 3x3) (CKernels/winograd_impl.h):
 /// 16 sgemms of [K, C] x [C, tiles] instead of one [K, 9C] x [9C, H*W] im2col product, 2.25x
-/// fewer multiplies, and no 9x unfolded copy of the input. Used where the image is large enough
+/// fewer multiplies, and no 9x unfolded copy of the input. On maps of 64x64 and more, F(4x4, 3x3):
+/// 36 sgemms, 4x fewer multiplies than direct, transformed weights 4x the weight's size. Used where the image is large enough
 /// for the tile products to be efficient and the transformed weights (16/9 of the weight, kept per
 /// layer) worth their memory: at least 256 tiles, a 32x32 map. The UNet's 16x16 and 8x8 levels at 512
 /// (its largest weights, 1280 channels) stay on im2col: there Winograd measured no faster and its
@@ -30,36 +31,69 @@ public enum WinogradConvolution {
         return 8 << 20
     }()
 
-    /// Whether `conv2d` should take this path for a layer and input size.
-    public static func applies(to shape: Conv2dShape, height: Int, width: Int) -> Bool {
-        shape.kernelHeight == 3 && shape.kernelWidth == 3 && shape.stride == 1 && shape.padding == 1
-            && ((height + 1) / 2) * ((width + 1) / 2) >= max(1, minimumTiles)
+    /// Minimum 4x4 output tiles per image for F(4x4, 3x3) instead of F(2x2, 3x3): 256, a 64x64 map
+    /// (the UNet's 320-channel level at 512x512, the VAE's upper levels). Smaller maps give its 36
+    /// products too few tiles each, and the 1280-channel levels' transformed weights would be 4x their size.
+    nonisolated(unsafe) public static var minimumLargeTiles: Int = {
+        if let text = ProcessInfo.processInfo.environment["HOTSWAP_WINOGRAD_F43_MIN_TILES"], let value = Int(text) {
+            return value  // 0 or less: F(4x4) wherever Winograd applies; a huge value: never
+        }
+        return 256
+    }()
+
+    /// The two tile sizes: F(m x m, 3x3) with (m + 2)^2 products.
+    public enum Variant: Sendable {
+        case f2x2, f4x4
+        public var outputTile: Int { self == .f2x2 ? 2 : 4 }
+        public var products: Int { self == .f2x2 ? 16 : 36 }
     }
 
-    /// weight [K, C, 3, 3] -> U [16, K, C] (computed once per weight; Conv2d caches it).
-    public static func transformWeights(_ weight: Tensor) -> Tensor {
+    /// The variant `conv2d` takes for a layer and input size, or nil for im2col.
+    public static func variant(for shape: Conv2dShape, height: Int, width: Int) -> Variant? {
+        guard shape.kernelHeight == 3 && shape.kernelWidth == 3 && shape.stride == 1 && shape.padding == 1 else { return nil }
+        if ((height + 3) / 4) * ((width + 3) / 4) >= max(1, minimumLargeTiles) { return .f4x4 }
+        if ((height + 1) / 2) * ((width + 1) / 2) >= max(1, minimumTiles) { return .f2x2 }
+        return nil
+    }
+
+    /// Whether `conv2d` should take this path for a layer and input size.
+    public static func applies(to shape: Conv2dShape, height: Int, width: Int) -> Bool {
+        variant(for: shape, height: height, width: width) != nil
+    }
+
+    /// weight [K, C, 3, 3] -> U [products, K, C] (computed once per weight; Conv2d caches it).
+    public static func transformWeights(_ weight: Tensor, variant: Variant) -> Tensor {
         precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3, "winograd weights \(weight.shape)")
         let (k, c) = (weight.shape[0], weight.shape[1])
-        let u = Tensor(uninitialized: [16, k, c])
-        hs_winograd_f23_weights(weight.data, k, c, u.data)
+        let u = Tensor(uninitialized: [variant.products, k, c])
+        switch variant {
+        case .f2x2: hs_winograd_f23_weights(weight.data, k, c, u.data)
+        case .f4x4: hs_winograd_f43_weights(weight.data, k, c, u.data)
+        }
         return u
     }
 
-    /// input [batch, C, H, W], transformed weights [16, K, C] -> output [batch, K, H, W] (+ bias).
+    /// input [batch, C, H, W], transformed weights [16 or 36, K, C] (the variant follows from it)
+    /// -> output [batch, K, H, W] (+ bias).
     public static func conv2d(_ input: Tensor, transformedWeights u: Tensor, bias: Tensor?) -> Tensor {
         let (batch, c, height, width) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let k = u.shape[1]
-        precondition(u.rank == 3 && u.shape[0] == 16 && u.shape[2] == c, "winograd: input \(input.shape) weights \(u.shape)")
+        precondition(u.rank == 3 && (u.shape[0] == 16 || u.shape[0] == 36) && u.shape[2] == c,
+                     "winograd: input \(input.shape) weights \(u.shape)")
+        let variant: Variant = u.shape[0] == 16 ? .f2x2 : .f4x4
+        let (tile, products) = (variant.outputTile, variant.products)
         let output = Tensor(uninitialized: [batch, k, height, width])
-        let tilesH = (height + 1) / 2, tilesW = (width + 1) / 2
-        let rowsPerChunk = max(1, min(tilesH, chunkFloats / (16 * (c + k) * tilesW)))
+        let tilesH = (height + tile - 1) / tile, tilesW = (width + tile - 1) / tile
+        let rowsPerChunk = max(1, min(tilesH, chunkFloats / (products * (c + k) * tilesW)))
         let maxTiles = rowsPerChunk * tilesW
-        let transformed = TensorStorage(uninitializedCount: 16 * c * maxTiles)  // pooled
-        let products = TensorStorage(uninitializedCount: 16 * k * maxTiles)
+        let transformed = TensorStorage(uninitializedCount: products * c * maxTiles)  // pooled
+        let productStorage = TensorStorage(uninitializedCount: products * k * maxTiles)
         let blasThreads = BLAS.threadCount
         let workers = max(1, blasThreads)
-        let rowScratch = TensorStorage(uninitializedCount: workers * 8 * (tilesW + 1))
-        let (v, m, scratch) = (transformed.pointer, products.pointer, rowScratch.pointer)
+        // Per worker: F(2x2) needs 8 * (tilesW + 1) floats, F(4x4) 6 * (4 * tilesW + 2) in, 16 * tilesW out.
+        let scratchPerWorker = variant == .f2x2 ? 8 * (tilesW + 1) : 6 * (4 * tilesW + 2)
+        let rowScratch = TensorStorage(uninitializedCount: workers * scratchPerWorker)
+        let (v, m, scratch) = (transformed.pointer, productStorage.pointer, rowScratch.pointer)
         let bias = bias?.data
 
         /// Runs body(lower..<upper) for `count` items split evenly over the workers.
@@ -80,11 +114,14 @@ public enum WinogradConvolution {
                 let rows = min(rowsPerChunk, tilesH - firstRow)
                 let tiles = rows * tilesW
                 split(c) { part, channels in
-                    hs_winograd_f23_input(src + channels.lowerBound * height * width, channels.count, height, width,
-                                          firstRow, rows, v + channels.lowerBound * tiles, c * tiles,
-                                          scratch + part * 8 * (tilesW + 1))
+                    let (from, into, work) = (src + channels.lowerBound * height * width, v + channels.lowerBound * tiles,
+                                              scratch + part * scratchPerWorker)
+                    switch variant {
+                    case .f2x2: hs_winograd_f23_input(from, channels.count, height, width, firstRow, rows, into, c * tiles, work)
+                    case .f4x4: hs_winograd_f43_input(from, channels.count, height, width, firstRow, rows, into, c * tiles, work)
+                    }
                 }
-                split(16) { _, xis in
+                split(products) { _, xis in
                     for xi in xis {
                         BLAS.sgemm(m: k, n: tiles, k: c,
                                    a: u.data + xi * k * c, lda: c,
@@ -93,16 +130,19 @@ public enum WinogradConvolution {
                     }
                 }
                 split(k) { part, channels in
-                    hs_winograd_f23_output(m + channels.lowerBound * tiles, channels.count, height, width,
-                                           firstRow, rows, k * tiles, bias.map { $0 + channels.lowerBound },
-                                           dst + channels.lowerBound * height * width,
-                                           scratch + part * 8 * (tilesW + 1))
+                    let (from, into, work) = (m + channels.lowerBound * tiles, dst + channels.lowerBound * height * width,
+                                              scratch + part * scratchPerWorker)
+                    let channelBias = bias.map { $0 + channels.lowerBound }
+                    switch variant {
+                    case .f2x2: hs_winograd_f23_output(from, channels.count, height, width, firstRow, rows, k * tiles, channelBias, into, work)
+                    case .f4x4: hs_winograd_f43_output(from, channels.count, height, width, firstRow, rows, k * tiles, channelBias, into, work)
+                    }
                 }
                 firstRow += rows
             }
         }
         if workers > 1 { BLAS.threadCount = blasThreads }
-        withExtendedLifetime((transformed, products, rowScratch)) {}
+        withExtendedLifetime((transformed, productStorage, rowScratch)) {}
         return output
     }
 }

@@ -68,17 +68,21 @@ import Testing
         expectClose(y.scalars, naiveConv(x, w, b, stride: 1, padding: 1), rtol: 1e-5)
     }
 
-    /// Winograd F(2x2, 3x3) against the naive convolution: odd and even sizes (partial edge tiles),
-    /// batch 2, several chunks per image (tiny chunk budget) and one chunk per image, with and without bias.
-    @Test(arguments: [(9, 7, 40), (8, 8, 1 << 20), (13, 10, 1), (1, 1, 1 << 20)])
-    func winogradConv2d(height: Int, width: Int, chunkFloats: Int) {
+    /// Winograd F(2x2, 3x3) and F(4x4, 3x3) against the naive convolution: sizes that are and are not
+    /// multiples of the tile (partial edge tiles), batch 2, several chunks per image (tiny chunk budget)
+    /// and one chunk per image, with and without bias.
+    @Test(arguments: [(9, 7, 40), (8, 8, 1 << 20), (13, 10, 1), (1, 1, 1 << 20), (6, 11, 300)],
+          [WinogradConvolution.Variant.f2x2, .f4x4])
+    func winogradConv2d(size: (height: Int, width: Int, chunkFloats: Int), variant: WinogradConvolution.Variant) {
+        let (height, width, chunkFloats) = size
         let x = random([2, 5, height, width], seed: 21)
         let w = random([6, 5, 3, 3], seed: 22)
         let b = random([6], seed: 23)
         let saved = WinogradConvolution.chunkFloats
         WinogradConvolution.chunkFloats = chunkFloats
         defer { WinogradConvolution.chunkFloats = saved }
-        let u = WinogradConvolution.transformWeights(w)
+        let u = WinogradConvolution.transformWeights(w, variant: variant)
+        #expect(u.shape == [variant.products, 6, 5])
         let y = WinogradConvolution.conv2d(x, transformedWeights: u, bias: b)
         #expect(y.shape == [2, 6, height, width])
         expectClose(y.scalars, naiveConv(x, w, b, stride: 1, padding: 1), rtol: 1e-5)
@@ -92,9 +96,11 @@ import Testing
         let three = Conv2dShape(inChannels: 4, outChannels: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
         let strided = Conv2dShape(inChannels: 4, outChannels: 4, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1)
         let one = Conv2dShape(inChannels: 4, outChannels: 4, kernelHeight: 1, kernelWidth: 1)
-        let saved = WinogradConvolution.minimumTiles
-        WinogradConvolution.minimumTiles = 256
-        defer { WinogradConvolution.minimumTiles = saved }
+        let saved = (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles)
+        (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles) = (256, 256)
+        defer { (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles) = saved }
+        #expect(WinogradConvolution.variant(for: three, height: 64, width: 64) == .f4x4)
+        #expect(WinogradConvolution.variant(for: three, height: 32, width: 32) == .f2x2)
         #expect(WinogradConvolution.applies(to: three, height: 32, width: 32))
         #expect(!WinogradConvolution.applies(to: three, height: 16, width: 16))
         #expect(!WinogradConvolution.applies(to: strided, height: 64, width: 64))

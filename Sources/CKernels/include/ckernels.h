@@ -42,6 +42,14 @@ void hs_winograd_f23_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t
 void hs_winograd_f23_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
                             ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch);
 
+/// Winograd F(4x4, 3x3), the same layout with 36 xi and 4x4 output tiles: U[36][K][C]; tilesW = (W + 3) / 4;
+/// input scratch 6 * (4 * tilesW + 2) floats, output scratch 16 * tilesW floats.
+void hs_winograd_f43_weights(const float *w, ptrdiff_t K, ptrdiff_t C, float *U);
+void hs_winograd_f43_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,
+                           ptrdiff_t tileRow0, ptrdiff_t tileRows, float *V, ptrdiff_t xiStride, float *scratch);
+void hs_winograd_f43_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
+                            ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch);
+
 /// Fused attention of one head (attention_impl.h): o[i * ldo + c] = sum_j softmax_j(q_i . k_j * scale) v[j * ldkv + c]
 /// for query rows i < Lq, keys j < Lk, channels c < d (no mask). scratch: hs_attention_scratch_floats(Lk, d) floats.
 void hs_attention(const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,

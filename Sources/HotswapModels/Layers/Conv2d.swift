@@ -9,7 +9,7 @@ public final class Conv2d {
         didSet { winogradWeights = nil }  // a fused or restored weight: transform again when next needed
     }
     /// `weight` in the Winograd domain, made at the first forward that takes that path (16/9 of the
-    /// weight's size, only for layers that run on large feature maps).
+    /// weight's size for F(2x2, 3x3), 4x for F(4x4, 3x3); only layers that run on large feature maps).
     private var winogradWeights: Tensor?
     /// Whether `winogradWeights` is kept between calls. The VAE decoder (run once per image, after the
     /// UNet) turns it off: transforming its weights again costs ~50 ms a decode, keeping them ~250 MB.
@@ -32,8 +32,10 @@ public final class Conv2d {
     /// x: [batch, in, H, W] -> [batch, out, H', W']
     public func callAsFunction(_ x: Tensor) -> Tensor {
         var transformed = winogradWeights
-        if transformed == nil, WinogradConvolution.applies(to: shape, height: x.shape[2], width: x.shape[3]) {
-            transformed = WinogradConvolution.transformWeights(weight)
+        // The variant follows the map size, so a layer can need the other one at another image size.
+        if let variant = WinogradConvolution.variant(for: shape, height: x.shape[2], width: x.shape[3]),
+           transformed?.shape[0] != variant.products {
+            transformed = WinogradConvolution.transformWeights(weight, variant: variant)
             if cachesWinogradWeights { winogradWeights = transformed }
         }
         let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape, winogradWeights: transformed)
