@@ -34,6 +34,10 @@ public enum Attention {
     static let fusedRowsPerItem = 1024
 
     static func attend(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool) -> Tensor {
+        precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
+                     "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
+        precondition(key.shape[0] == query.shape[0] && key.shape[2] == query.shape[2] && query.shape[2] % heads == 0,
+                     "attention: q \(query.shape) k \(key.shape) heads \(heads)")
         if useFusedKernel && !causal {
             return attendFused(query: query, key: key, value: value, heads: heads)
         }
@@ -41,13 +45,8 @@ public enum Attention {
     }
 
     static func attendFused(query: Tensor, key: Tensor, value: Tensor, heads: Int) -> Tensor {
-        precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
-                     "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
         let (batch, queryLength, width) = (query.shape[0], query.shape[1], query.shape[2])
-        let keyLength = key.shape[1]
-        precondition(key.shape[0] == batch && key.shape[2] == width && width % heads == 0,
-                     "attention: q \(query.shape) k \(key.shape) heads \(heads)")
-        let headDim = width / heads
+        let (keyLength, headDim) = (key.shape[1], width / heads)
         let scale = 1 / Float(headDim).squareRoot()
         let output = Tensor(uninitialized: [batch, queryLength, width])
         let chunks = (queryLength + fusedRowsPerItem - 1) / fusedRowsPerItem
@@ -82,13 +81,8 @@ public enum Attention {
     }
 
     static func attendUnfused(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool) -> Tensor {
-        precondition(query.rank == 3 && key.rank == 3 && value.shape == key.shape,
-                     "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
         let (batch, queryLength, width) = (query.shape[0], query.shape[1], query.shape[2])
-        let keyLength = key.shape[1]
-        precondition(key.shape[0] == batch && key.shape[2] == width && width % heads == 0,
-                     "attention: q \(query.shape) k \(key.shape) heads \(heads)")
-        let headDim = width / heads
+        let (keyLength, headDim) = (key.shape[1], width / heads)
         let scale = 1 / Float(headDim).squareRoot()
         let output = Tensor(uninitialized: [batch, queryLength, width])
         let chunkRows = max(1, min(queryLength, maxScoreFloats / max(1, keyLength)))
