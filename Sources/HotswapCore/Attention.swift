@@ -1,17 +1,13 @@
 import CKernels
 import Foundation
 /// Scaled dot-product attention, softmax(Q K^T * scale [+ causal mask]) V, per head.
-/// Heads are read in place with strided sgemm (lda = heads * headDim), so no transposes are
-/// materialized; query rows are processed in chunks so the score matrix stays bounded
-/// (a 64x64-latent self-attention has 4096 x 4096 scores per head).
+/// Heads are read in place (row stride heads * headDim), so no transposes are materialized.
+/// Unmasked attention (the UNet's, the VAE's) runs the fused kernel, whose score blocks never leave
+/// the cache; the causal text encoder runs strided sgemm + softmax + sgemm over chunks of query rows,
+/// so its score matrix stays bounded (a 64x64-latent self-attention has 4096 x 4096 scores per head).
 public enum Attention {
     /// Upper bound on the score scratch buffer (floats): 4 M floats = 16 MB.
-    public static var maxScoreFloats: Int = {
-        if let text = ProcessInfo.processInfo.environment["HOTSWAP_ATTENTION_SCORE_FLOATS"], let value = Int(text), value > 0 {
-            return value
-        }
-        return 4 << 20
-    }()
+    public static var maxScoreFloats = EnvironmentSetting.integer("HOTSWAP_ATTENTION_SCORE_FLOATS", default: 4 << 20, accept: { $0 > 0 })
 
     /// query [batch, queryLength, heads * headDim], key/value [batch, keyLength, heads * headDim].
     public static func scaledDotProduct(query: Tensor, key: Tensor, value: Tensor, heads: Int,

@@ -17,29 +17,17 @@ import Foundation
 /// the output transform split by output channels.
 public enum WinogradConvolution {
     /// Minimum output tiles (2x2 each) per image for the Winograd path.
-    nonisolated(unsafe) public static var minimumTiles: Int = {
-        if let text = ProcessInfo.processInfo.environment["HOTSWAP_WINOGRAD_MIN_TILES"], let value = Int(text) {
-            return value  // 0 or less: every eligible layer; a huge value: never
-        }
-        return 256
-    }()
+    /// HOTSWAP_WINOGRAD_MIN_TILES: 0 or less, every eligible layer; a huge value, never.
+    nonisolated(unsafe) public static var minimumTiles = EnvironmentSetting.integer("HOTSWAP_WINOGRAD_MIN_TILES", default: 256)
     /// Scratch per chunk (transformed input + products), in floats: 8 M floats = 32 MB.
-    nonisolated(unsafe) public static var chunkFloats: Int = {
-        if let text = ProcessInfo.processInfo.environment["HOTSWAP_WINOGRAD_CHUNK_FLOATS"], let value = Int(text), value > 0 {
-            return value
-        }
-        return 8 << 20
-    }()
+    nonisolated(unsafe) public static var chunkFloats = EnvironmentSetting.integer("HOTSWAP_WINOGRAD_CHUNK_FLOATS",
+                                                                                   default: 8 << 20, accept: { $0 > 0 })
 
     /// Minimum 4x4 output tiles per image for F(4x4, 3x3) instead of F(2x2, 3x3): 256, a 64x64 map
     /// (the UNet's 320-channel level at 512x512, the VAE's upper levels). Smaller maps give its 36
     /// products too few tiles each, and the 1280-channel levels' transformed weights would be 4x their size.
-    nonisolated(unsafe) public static var minimumLargeTiles: Int = {
-        if let text = ProcessInfo.processInfo.environment["HOTSWAP_WINOGRAD_F43_MIN_TILES"], let value = Int(text) {
-            return value  // 0 or less: F(4x4) wherever Winograd applies; a huge value: never
-        }
-        return 256
-    }()
+    /// HOTSWAP_WINOGRAD_F43_MIN_TILES: 0 or less, F(4x4) wherever Winograd applies; a huge value, never.
+    nonisolated(unsafe) public static var minimumLargeTiles = EnvironmentSetting.integer("HOTSWAP_WINOGRAD_F43_MIN_TILES", default: 256)
 
     /// The two tile sizes: F(m x m, 3x3) with (m + 2)^2 products.
     public enum Variant: Sendable {
