@@ -24,9 +24,13 @@ import HotswapPipeline
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = Pipe()
+        // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
+        // libdispatch (a rare crash of the test process); a termination handler does not use it.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         let data = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        exited.wait()
         return Result(status: process.terminationStatus, stderr: String(decoding: data, as: UTF8.self))
     }
 

@@ -249,9 +249,13 @@ struct SafeTensorsPythonTests {
         process.arguments = ["-c", script, url.path]
         let pipe = Pipe()
         process.standardOutput = pipe
+        // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
+        // libdispatch (a rare crash of the test process); a termination handler does not use it.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        exited.wait()
         #expect(process.terminationStatus == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
         #expect(json["metadata"] as? [String: String] == ["format": "pt", "n": "猫"])

@@ -275,9 +275,13 @@ struct PNGPILTests {
         process.arguments = ["-c", script, url.path]
         let pipe = Pipe()
         process.standardOutput = pipe
+        // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
+        // libdispatch (a rare crash of the test process); a termination handler does not use it.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        exited.wait()
         #expect(process.terminationStatus == 0)
         struct Result: Decodable { let size: [Int]; let mode: String; let rgb: [UInt8]; let info: [String: String] }
         let result = try JSONDecoder().decode(Result.self, from: output)

@@ -32,6 +32,10 @@ struct ServeCommandTests {
         let stderr = Pipe()
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
+        // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
+        // libdispatch (a rare crash of the test process); a termination handler does not use it.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         defer { if process.isRunning { process.terminate() } }
 
@@ -56,7 +60,7 @@ struct ServeCommandTests {
         kill(process.processIdentifier, SIGTERM)
         let (longStatus, _) = try await long.value
         #expect(longStatus == 200)
-        process.waitUntilExit()
+        exited.wait()
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
         #expect(log.text.contains("timing database closed"))
@@ -111,10 +115,14 @@ func runTimingReport(_ arguments: [String]) throws -> (status: Int32, stdout: St
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
+    // libdispatch (a rare crash of the test process); a termination handler does not use it.
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
     try process.run()
     let stdout = out.fileHandleForReading.readDataToEndOfFile()
     let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    exited.wait()
     return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
 
