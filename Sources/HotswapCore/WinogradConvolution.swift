@@ -44,11 +44,6 @@ public enum WinogradConvolution {
         return nil
     }
 
-    /// Whether `conv2d` should take this path for a layer and input size.
-    public static func applies(to shape: Conv2dShape, height: Int, width: Int) -> Bool {
-        variant(for: shape, height: height, width: width) != nil
-    }
-
     /// weight [K, C, 3, 3] -> U [products, K, C] (computed once per weight; Conv2d caches it).
     public static func transformWeights(_ weight: Tensor, variant: Variant) -> Tensor {
         precondition(weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3, "winograd weights \(weight.shape)")

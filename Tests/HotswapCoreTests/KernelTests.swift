@@ -101,10 +101,9 @@ import Testing
         defer { (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles) = saved }
         #expect(WinogradConvolution.variant(for: three, height: 64, width: 64) == .f4x4)
         #expect(WinogradConvolution.variant(for: three, height: 32, width: 32) == .f2x2)
-        #expect(WinogradConvolution.applies(to: three, height: 32, width: 32))
-        #expect(!WinogradConvolution.applies(to: three, height: 16, width: 16))
-        #expect(!WinogradConvolution.applies(to: strided, height: 64, width: 64))
-        #expect(!WinogradConvolution.applies(to: one, height: 64, width: 64))
+        #expect(WinogradConvolution.variant(for: three, height: 16, width: 16) == nil)
+        #expect(WinogradConvolution.variant(for: strided, height: 64, width: 64) == nil)
+        #expect(WinogradConvolution.variant(for: one, height: 64, width: 64) == nil)
     }
 
     @Test(arguments: [false, true])
