@@ -1,13 +1,12 @@
 import Foundation
+import HotswapTestSupport
 import Testing
 import HotswapPipeline
 
 /// Runs the built `hotswap` binary the way a user does and checks exit status, the one-line
 /// error, and that a failed render leaves no PNG behind.
 @Suite struct RenderCommandTests {
-    static let fixtures = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
-    static let model = fixtures.appendingPathComponent("models/sd1-tiny").path
+    static let model = Fixtures.url("models/sd1-tiny").path
 
     /// The hotswap executable next to this test binary (SwiftPM builds both into one folder).
     static var binary: URL {

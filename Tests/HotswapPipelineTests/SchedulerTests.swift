@@ -1,4 +1,5 @@
 import Foundation
+import HotswapTestSupport
 import Testing
 import HotswapCore
 @testable import HotswapPipeline

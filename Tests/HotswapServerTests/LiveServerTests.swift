@@ -5,6 +5,7 @@ import HotswapPipeline
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import HotswapTestSupport
 import Testing
 @testable import HotswapServer
 

@@ -1,17 +1,11 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HotswapTestSupport
 import HummingbirdTesting
 import Logging
 import Testing
 @testable import HotswapServer
-
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
-    static func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
-    static let repositoryRoot = root.deletingLastPathComponent().deletingLastPathComponent()
-}
 
 /// A fresh temporary directory, removed by the caller with `cleanup`.
 func makeTemporaryDirectory(_ label: String = "server") throws -> URL {

@@ -1,15 +1,18 @@
+// Helpers shared by every test target: the fixture folder and float comparisons.
 import Foundation
 import Testing
-import HotswapCore
 
 /// Tests/Fixtures, written by Scripts/make_fixtures.py (see its header for how to regenerate).
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath)
+public enum Fixtures {
+    public static let root = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
 
-    static func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
+    /// The repository's root folder (Tests/Fixtures/../..).
+    public static let repositoryRoot = root.deletingLastPathComponent().deletingLastPathComponent()
 
-    static func json<T: Decodable>(_ relativePath: String, as type: T.Type = T.self) throws -> T {
+    public static func url(_ relativePath: String) -> URL { root.appendingPathComponent(relativePath) }
+
+    public static func json<T: Decodable>(_ relativePath: String, as type: T.Type = T.self) throws -> T {
         // The manifests carry diffusers configs, which may hold a bare -Infinity: JSON5 reads it.
         let decoder = JSONDecoder()
         decoder.allowsJSON5 = true
@@ -18,7 +21,7 @@ enum Fixtures {
 }
 
 /// Largest |a - b| relative to the largest |b| (so near-zero elements do not dominate).
-func relativeError(_ actual: [Float], _ expected: [Float]) -> Float {
+public func relativeError(_ actual: [Float], _ expected: [Float]) -> Float {
     precondition(actual.count == expected.count, "\(actual.count) vs \(expected.count) elements")
     var maxDiff: Float = 0, maxRef: Float = 0
     for i in 0..<actual.count {
@@ -29,8 +32,8 @@ func relativeError(_ actual: [Float], _ expected: [Float]) -> Float {
 }
 
 /// Expects `actual` to match `expected` within `rtol` relative to the reference's largest magnitude.
-func expectClose(_ actual: [Float], _ expected: [Float], rtol: Float = 1e-4,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
+public func expectClose(_ actual: [Float], _ expected: [Float], rtol: Float = 1e-4,
+                        sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(actual.count == expected.count, "element count", sourceLocation: sourceLocation)
     guard actual.count == expected.count else { return }
     let error = relativeError(actual, expected)
