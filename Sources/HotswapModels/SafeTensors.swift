@@ -127,7 +127,9 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Memory-mapped memory; unmapped when the last reference (the file, or a borrowed tensor) goes.
-final class MappedRegion: @unchecked Sendable {
+/// FileBackedMemory: nothing writes to the mapping (weights are fused into separate buffers), so a
+/// page dropped from it reads back the file's bytes.
+final class MappedRegion: FileBackedMemory, @unchecked Sendable {
     let base: UnsafeMutableRawPointer?
     let size: Int
 

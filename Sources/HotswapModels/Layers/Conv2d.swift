@@ -36,7 +36,12 @@ public final class Conv2d {
         if let variant = WinogradConvolution.variant(for: shape, height: x.shape[2], width: x.shape[3]),
            transformed?.shape[0] != variant.products {
             transformed = WinogradConvolution.transformWeights(weight, variant: variant)
-            if cachesWinogradWeights { winogradWeights = transformed }
+            if cachesWinogradWeights {
+                winogradWeights = transformed
+                // Forward now reads only the transformed copy: let the checkpoint's pages go (a
+                // memory-mapped F32 file; they read back if a fuse or another map size needs them).
+                if weight.storage === baseWeight.storage { baseWeight.storage.releaseResidentPages() }
+            }
         }
         let y = Convolution.conv2d(x, weight: weight, bias: bias, shape: shape, winogradWeights: transformed)
         for delta in runtimeAdapters { delta.apply(x, layer: shape, into: y) }
