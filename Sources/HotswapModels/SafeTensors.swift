@@ -27,6 +27,8 @@ import Darwin
 // The mapping is PROT_READ | PROT_WRITE with MAP_PRIVATE: pages are shared with the page cache
 // until someone writes to them, and a write (say, merging a LoRA into a borrowed weight in place)
 // gets a private copy-on-write page instead of a SIGSEGV. The file itself is never modified.
+// Nothing in Hotswap writes there (adapters are fused into separate buffers), and Conv2d relies on
+// that: it drops a weight's pages once it holds a Winograd copy, and a dropped page reads the file.
 // As with any mmap, truncating the file on disk while it is mapped makes later reads fault.
 
 /// Element types of the safetensors format that Hotswap reads.
