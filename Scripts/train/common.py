@@ -29,10 +29,9 @@ TEXT_CONFIG = dict(
 
 UNET_CONFIG = dict(
     sample_size=16, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-    # no attention at 16x16 (the cheapest way to make training fit on 2 shared CPU cores)
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     mid_block_type="UNetMidBlock2DCrossAttn",
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     block_out_channels=(64, 96, 96), layers_per_block=1, downsample_padding=1, mid_block_scale_factor=1.0,
     act_fn="silu", norm_num_groups=8, norm_eps=1e-5, cross_attention_dim=64, attention_head_dim=2,
 )

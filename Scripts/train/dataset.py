@@ -37,7 +37,7 @@ COLORS = {
 }
 COLOR_NAMES = list(COLORS)
 SHAPES = ["circle", "square", "triangle", "star"]
-SIZES = {"small": 13, "medium": 20, "large": 28}  # "radius" in pixels
+SIZES = {"small": 16, "medium": 26, "large": 36}  # "radius" in pixels: a large star spans 9 of the 16 latent pixels
 SIZE_NAMES = list(SIZES)
 # name -> (cx, cy) as fractions of the image
 POSITIONS = {
@@ -208,7 +208,9 @@ def heldout_specs(n: int, seed: int = 1234):
         col, shape, bg = triples[i % len(triples)]
         pos = POSITION_NAMES[rng.integers(len(POSITION_NAMES))]
         size = SIZE_NAMES[1 + rng.integers(2)]  # medium or large: measurable
-        cx, cy = POSITIONS[pos][0] * SIZE, POSITIONS[pos][1] * SIZE
+        # the centre of the named cell, kept inside the picture as in training (_place, without the jitter)
+        r = SIZES[size]
+        cx, cy = (float(min(max(f * SIZE, r + 1), SIZE - r - 2)) for f in POSITIONS[pos])
         specs.append({"bg": bg, "objects": [dict(color=col, shape=shape, size=size, pos=pos, cx=cx, cy=cy)]})
     return specs
 

@@ -3,7 +3,7 @@
 # Models/hotswap-shapes/ and Models/adapters/. Resumable: every stage checkpoints under
 # $HOTSWAP_TRAIN_SCRATCH (default /work/train-scratch) and skips what is already done; just run it again.
 #
-#   nice -n 10 Scripts/train/train_all.sh            # the whole thing (about 1h45 on 2 busy CPU cores)
+#   nice -n 10 Scripts/train/train_all.sh            # the whole thing (about 75 min on 2 CPU cores)
 #   HOTSWAP_TRAIN_SCRATCH=/tmp/x Scripts/train/train_all.sh   # elsewhere (a fresh run)
 #
 # Stages (each its own script, each resumable):
@@ -19,7 +19,7 @@ PY=${PYTHON:-/work/venv/bin/python}
 SCRATCH=${HOTSWAP_TRAIN_SCRATCH:-/work/train-scratch}
 mkdir -p "$SCRATCH"
 export HOTSWAP_TRAIN_SCRATCH=$SCRATCH
-UNET_STEPS=${UNET_STEPS:-2200}
+UNET_STEPS=${UNET_STEPS:-3000}
 UNET_MINUTES=${UNET_MINUTES:-85}   # wall-clock cap for stage 2 (it exports its EMA weights when reached)
 TIMES="$SCRATCH/times.txt"
 stage() { local name=$1; shift; local t0=$(date +%s); echo "== $name: $*"; "$@"; echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"; }

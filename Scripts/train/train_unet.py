@@ -10,6 +10,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -188,6 +189,11 @@ def main():
                     q.lerp_(p, 1 - d)
         ema_loss = raw.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * raw.item()
         if step % 25 == 0:
+            if torch.get_num_threads() == 1 and "HOTSWAP_TRAIN_THREADS" not in os.environ and \
+                    (SCRATCH / "vae" / "final_ft" / "done.json").exists():
+                # the decoder fine-tune that shared the machine has finished: take the second core
+                torch.set_num_threads(2)
+                log("decoder fine-tune done: 2 threads from here")
             now = time.time()
             log(f"step {step}/{args.steps} loss {ema_loss:.4f} lr {sched.get_last_lr()[0]:.2e} {(now - tlast) / 25:.2f}s/step")
             tlast = now
