@@ -67,7 +67,7 @@ def heldout_triples():
 
 def _poly(shape, cx, cy, r):
     if shape == "square":
-        s = r * 0.85
+        s = r  # as wide as the circle: its corners stand out of the circle's outline by 0.41 r
         return [(cx - s, cy - s), (cx + s, cy - s), (cx + s, cy + s), (cx - s, cy + s)]
     if shape == "triangle":
         # upward equilateral-ish triangle, centred on its bounding box
