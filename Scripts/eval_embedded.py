@@ -209,17 +209,20 @@ def prompts(n, seed=1234):
     return out
 
 
+def hits(p, a):
+    """Which of the prompt's properties the measurement `a` of its picture reads back."""
+    return {"shape colour": a["shape_color"] == p["color"], "background colour": a["bg"] == p["bg"],
+            "shape class": a["shape"] == p["shape"], "position": a["position"] == p["position"]}
+
+
 def measurement_check(n):
     """The measurement applied to the dataset's own pictures of the evaluation prompts (drawn by
     dataset.render, not by a model): how often it reads back what the prompt says. The ceiling of the
     base-model rows below."""
     ok = {"shape colour": 0, "background colour": 0, "shape class": 0, "position": 0}
     for p, spec in zip(prompts(n), dataset.heldout_specs(n)):
-        a = analyze(np.asarray(dataset.render(spec)))
-        ok["shape colour"] += a["shape_color"] == p["color"]
-        ok["background colour"] += a["bg"] == p["bg"]
-        ok["shape class"] += a["shape"] == p["shape"]
-        ok["position"] += a["position"] == p["position"]
+        for k, v in hits(p, analyze(np.asarray(dataset.render(spec)))).items():
+            ok[k] += int(v)
     return ok
 
 
@@ -270,8 +273,7 @@ def main():
         a = analyze(img)
         a["img"] = img
         base_cache[p["seed"]] = a
-        hit = {"shape colour": a["shape_color"] == p["color"], "background colour": a["bg"] == p["bg"],
-               "shape class": a["shape"] == p["shape"], "position": a["position"] == p["position"]}
+        hit = hits(p, a)
         for k, v in hit.items():
             ok[k] += int(v)
         rows.append({**{k: v for k, v in p.items()}, "measured": {k: v for k, v in a.items() if k != "img"}, "hit": hit})

@@ -137,15 +137,18 @@ def caption(spec: dict) -> str:
     return " and ".join(parts) + f" on {_a(spec['bg'])} background"
 
 
+def _inside(v, size):
+    """A centre coordinate moved so that a shape of this size stays inside the picture."""
+    r = SIZES[size]
+    return float(min(max(v, r + 1), SIZE - r - 2))
+
+
 def _place(rng, pos, size):
     fx, fy = POSITIONS[pos]
-    r = SIZES[size]
     jitter = 4
     cx = fx * SIZE + rng.integers(-jitter, jitter + 1)
     cy = fy * SIZE + rng.integers(-jitter, jitter + 1)
-    cx = float(min(max(cx, r + 1), SIZE - r - 2))
-    cy = float(min(max(cy, r + 1), SIZE - r - 2))
-    return cx, cy
+    return _inside(cx, size), _inside(cy, size)
 
 
 PAIRS = [("on the left", "on the right"), ("at the top", "at the bottom"),
@@ -209,8 +212,7 @@ def heldout_specs(n: int, seed: int = 1234):
         pos = POSITION_NAMES[rng.integers(len(POSITION_NAMES))]
         size = SIZE_NAMES[1 + rng.integers(2)]  # medium or large: measurable
         # the centre of the named cell, kept inside the picture as in training (_place, without the jitter)
-        r = SIZES[size]
-        cx, cy = (float(min(max(f * SIZE, r + 1), SIZE - r - 2)) for f in POSITIONS[pos])
+        cx, cy = (_inside(f * SIZE, size) for f in POSITIONS[pos])
         specs.append({"bg": bg, "objects": [dict(color=col, shape=shape, size=size, pos=pos, cx=cx, cy=cy)]})
     return specs
 
