@@ -14,6 +14,7 @@ fallback) and checks
                outline  hollowness (share of the filled silhouette that shows the background) +0.15
                night    mean luminance <= 0.6 x the base picture's, or dark (< 50) with a navy cast
                stripes  stripe contrast (mean |row median(y) - row median(y+16)|, luminance) +12
+               pixelate blockiness (share of the colour steps on the 8 px block grid) +0.25
                at scale 1 and 0.5 (effect rate, and the mean property change relative to scale 1).
 
 Usage: python Scripts/eval_embedded.py [--renderer hotswap|diffusers] [--hotswap PATH] [--n 40]
@@ -123,6 +124,18 @@ def night_effect(img, base_img):
     return max(1 - lum / base, 0.4 if navy else 0.0)
 
 
+def blockiness(img, step=24.0):
+    """Share of the colour steps between neighbouring pixels (summed |RGB difference| > `step`) that fall
+    on the 8 px block grid: about 1/8 for a plain picture, 1 for the dataset's mosaic."""
+    x = img[..., :3].astype(np.float64)
+    on = total = 0
+    for d in (np.abs(np.diff(x, axis=1)).sum(-1), np.abs(np.diff(x, axis=0)).sum(-1).T):
+        steps = d > step
+        on += steps[:, 7::8].sum()  # between pixel 8k-1 and 8k: a block boundary
+        total += steps.sum()
+    return float(on / max(total, 1))
+
+
 def stripe_contrast(img):
     rows = np.median(luminance(img), 1)
     return float(np.abs(rows[:-16] - rows[16:]).mean())
@@ -230,6 +243,7 @@ ADAPTER_PROPS = {
     "outline": ("hollowness", lambda img, a, base: a["hollow"] - base["hollow"], 0.15),
     "night": ("luminance drop (or dark navy)", lambda img, a, base: night_effect(img, base["img"]), 0.4),
     "stripes": ("stripe contrast", lambda img, a, base: stripe_contrast(img) - stripe_contrast(base["img"]), 12.0),
+    "pixelate": ("blockiness", lambda img, a, base: blockiness(img) - blockiness(base["img"]), 0.25),
 }
 
 

@@ -5,6 +5,7 @@ to_q/to_k/to_v/to_out.0; `night` also adapts the text encoder's q/k/v/out projec
     outline  shapes drawn as thick outlines           PEFT/diffusers format (save_lora_weights)
     stripes  horizontal stripes on the background     PEFT/diffusers format
     night    dark navy palette                        kohya format (lora_unet_* / lora_te_*), UNet + text encoder
+    pixelate a mosaic of 8x8 px blocks                PEFT/diffusers format
 
 The adapters are trained on the same captions as the base model (no trigger word): at scale 1 every
 picture takes the style. A share of each batch (--half-share) is trained at LoRA scale 0.5 against the
@@ -28,6 +29,7 @@ ADAPTERS = {
     # outline and stripes train longer: at 600 steps they changed their property in only 15% / 75% of
     # the evaluation's prompts (night 95%).
     "outline": dict(seed=11, fmt="peft", text_encoder=False, steps=1000),
+    "pixelate": dict(seed=14, fmt="peft", text_encoder=False, steps=1000),
     "stripes": dict(seed=12, fmt="peft", text_encoder=False, steps=1000),
     "night": dict(seed=13, fmt="kohya", text_encoder=True, steps=600),
 }

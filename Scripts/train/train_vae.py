@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Stage 1: trains the small AutoencoderKL (8x down-sampling, 4 latent channels) on procedural images
-(all styles, so it can also decode the adapters' outlines, stripes and night palette), then encodes
+(all styles, so it can also decode the adapters' outlines, stripes, night palette and mosaic), then encodes
 the UNet training set to cached latents.
 
 Resumable: the checkpoint (SCRATCH/vae/ckpt.pt) is written every --ckpt-every steps; re-running continues.
@@ -21,6 +21,10 @@ import torch.nn.functional as F
 from common import SCRATCH, VAE_CONFIG, Log, save_ckpt, setup_torch
 import dataset
 
+
+# share of each style in dataset.STYLES order (plain, outline, night, stripes, pixelate): the decoder must
+# draw every adapter's style, not only the base model's plain pictures
+STYLE_MIX = [0.4, 0.15, 0.15, 0.15, 0.15]
 
 def to_tensor(u8):
     return torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -86,7 +90,7 @@ def main():
         log("already trained; skipping")
         return
 
-    imgs, _, _, _ = dataset.make_dataset(args.images, args.seed, style_mix=[0.4, 0.2, 0.2, 0.2])
+    imgs, _, _, _ = dataset.make_dataset(args.images, args.seed, style_mix=STYLE_MIX)
     data = to_tensor(imgs)
     log(f"data {tuple(data.shape)}")
 
@@ -164,7 +168,7 @@ def finetune_decoder(args):
     vae = AutoencoderKL.from_pretrained(out / "final")
     vae.encoder.requires_grad_(False); vae.quant_conv.requires_grad_(False)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
-    imgs, _, _, _ = dataset.make_dataset(args.images, args.seed + 100, style_mix=[0.4, 0.2, 0.2, 0.2])
+    imgs, _, _, _ = dataset.make_dataset(args.images, args.seed + 100, style_mix=STYLE_MIX)
     data = to_tensor(imgs)
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
