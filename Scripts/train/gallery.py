@@ -21,7 +21,7 @@ PROMPTS = [
     "a medium white triangle at the bottom right on a green background",
     "a large orange square on the left on a black background",
 ]
-ADAPTERS = ["outline", "stripes", "night", "pixelate"]
+ADAPTERS = ["stripes", "night", "pixelate"]
 
 
 def main():

@@ -12,8 +12,7 @@
 #      beside it: train_vae.py --finetune-decoder (encoder frozen, decoder keeps training, same time cap)
 #      and train_adapters.py --prepare (caches the styled latents for stage 4)
 #   3. export.py           Models/hotswap-shapes/ (F16 safetensors, diffusers layout)
-#   4. train_adapters.py   outline, stripes, pixelate (PEFT format), night (kohya format, UNet + text encoder),
-#                          in parallel
+#   4. train_adapters.py   stripes, pixelate (PEFT format), night (kohya format, UNet + text encoder), in parallel
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-/work/venv/bin/python}
@@ -38,7 +37,7 @@ wait $PREP
 wait $DEC
 stage export "$PY" export.py
 pids=()
-for a in outline stripes night pixelate; do
+for a in stripes night pixelate; do   # outline is not shipped: see Models/README.md
   "$PY" train_adapters.py --only $a > "$SCRATCH/adapter_$a.log" 2>&1 &
   pids+=($!)
 done
