@@ -3,7 +3,7 @@
 # Models/hotswap-shapes/ and Models/adapters/. Resumable: every stage checkpoints under
 # $HOTSWAP_TRAIN_SCRATCH (default /work/train-scratch) and skips what is already done; just run it again.
 #
-#   nice -n 10 Scripts/train/train_all.sh            # the whole thing (about 70 min on 2 CPU cores)
+#   nice -n 10 Scripts/train/train_all.sh            # the whole thing (about 85-90 min on 2 CPU cores)
 #   HOTSWAP_TRAIN_SCRATCH=/tmp/x Scripts/train/train_all.sh   # elsewhere (a fresh run)
 #
 # Stages (each its own script, each resumable):
