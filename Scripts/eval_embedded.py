@@ -245,11 +245,11 @@ def style_check(name, n):
     adapter's measurement counts as changed against the plain picture of the same prompt: the ceiling
     of that adapter's row."""
     _, fn, thr = ADAPTER_PROPS[name]
-    hits = 0
+    changed = 0  # (not `hits`: that is the base-model comparison above)
     for spec in dataset.heldout_specs(n):
         styled, plain = np.asarray(dataset.render(spec, name)), np.asarray(dataset.render(spec))
-        hits += int(fn(styled, analyze(styled), dict(analyze(plain), img=plain)) >= thr)
-    return hits
+        changed += int(fn(styled, analyze(styled), dict(analyze(plain), img=plain)) >= thr)
+    return changed
 
 
 ADAPTER_PROPS = {

@@ -26,6 +26,7 @@ import dataset
 # draw every adapter's style, not only the base model's plain pictures
 STYLE_MIX = [0.4, 0.15, 0.15, 0.15, 0.15]
 
+
 def to_tensor(u8):
     return torch.from_numpy(u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
