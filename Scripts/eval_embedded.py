@@ -14,7 +14,7 @@ fallback) and checks
                outline  hollowness (share of the filled silhouette that shows the background) +0.15
                night    mean luminance <= 0.6 x the base picture's, or dark (< 50) with a navy cast
                stripes  stripe contrast (mean |row median(y) - row median(y+16)|, luminance) +12
-               pixelate share of the colour edges inside 8 px blocks (3/8 when they fall anywhere) -0.1
+               pixelate share of the colour edges inside 16 px blocks (11/16 when they fall anywhere) -0.1
                at scale 1 and 0.5 (effect rate, and the mean property change relative to scale 1).
 
 Usage: python Scripts/eval_embedded.py [--renderer hotswap|diffusers] [--hotswap PATH] [--n 40]
@@ -124,16 +124,16 @@ def night_effect(img, base_img):
     return max(1 - lum / base, 0.4 if navy else 0.0)
 
 
-def inner_edges(img):
+def inner_edges(img, block=16):
     """Share of the colour-gradient energy (squared RGB steps between neighbouring pixels) that lies
-    inside the 8 px blocks, between pixels 8k+2 and 8k+5: 3/8 for edges that fall anywhere, 0 for the
-    dataset's mosaic, where every colour step is on a block boundary. Blur of up to 2 px around those
+    inside the 16 px blocks, between pixels 16k+2 and 16k+13: 11/16 for edges that fall anywhere, 0 for
+    the dataset's mosaic, where every colour step is on a block boundary. Blur of up to 2 px around those
     boundaries, as the VAE's decoder draws them, still leaves it at 0."""
     x = img[..., :3].astype(np.float64)
     inner = total = 0.0
     for d in ((np.diff(x, axis=1) ** 2).sum(-1), (np.diff(x, axis=0) ** 2).sum(-1).T):
         total += d.sum()
-        inner += sum(d[:, k::8].sum() for k in (2, 3, 4))
+        inner += sum(d[:, k::block].sum() for k in range(2, block - 3))
     return float(inner / max(total, 1e-9))
 
 
@@ -256,7 +256,7 @@ ADAPTER_PROPS = {
     "outline": ("hollowness", lambda img, a, base: a["hollow"] - base["hollow"], 0.15),
     "night": ("luminance drop (or dark navy)", lambda img, a, base: night_effect(img, base["img"]), 0.4),
     "stripes": ("stripe contrast", lambda img, a, base: stripe_contrast(img) - stripe_contrast(base["img"]), 12.0),
-    "pixelate": ("edges inside 8 px blocks, drop", lambda img, a, base: inner_edges(base["img"]) - inner_edges(img), 0.1),
+    "pixelate": ("edges inside 16 px blocks, drop", lambda img, a, base: inner_edges(base["img"]) - inner_edges(img), 0.1),
 }
 
 

@@ -14,7 +14,7 @@ Styles (used for the LoRA adapters and for the VAE's training mix):
     outline  the same shapes drawn as closed strokes of even width (the inside shows the background)
     night    dark palette: background dimmed towards navy, shapes dimmed
     stripes  horizontal stripes on the background (16 px bands, period 32 px)
-    pixelate a mosaic of 8x8 px blocks, each the mean colour of its pixels
+    pixelate a mosaic of 16x16 px blocks (8x8 of them), each the mean colour of its pixels
 """
 import hashlib
 import math
@@ -149,8 +149,9 @@ def render(spec: dict, style: str = "plain") -> Image.Image:
         else:
             draw_shape(draw, o["shape"], o["cx"], o["cy"], r, col)
     if style == "pixelate":
-        # 8x8 blocks, each the mean of its pixels: one block per latent cell
-        img = img.resize((SIZE // 8, SIZE // 8), Image.BOX).resize((SIZE, SIZE), Image.NEAREST)
+        # 16x16 blocks, each the mean of its pixels: 2x2 latent cells, one cell of the UNet's second level.
+        # (8 px blocks, one per latent cell, were learnt only as faint staircase edges: Models/README.md)
+        img = img.resize((SIZE // 16, SIZE // 16), Image.BOX).resize((SIZE, SIZE), Image.NEAREST)
     return img
 
 

@@ -4,7 +4,7 @@ to_q/to_k/to_v/to_out.0; `night` also adapts the text encoder's q/k/v/out projec
 
     stripes  horizontal stripes on the background     PEFT/diffusers format (save_lora_weights)
     night    dark navy palette                        kohya format (lora_unet_* / lora_te_*), UNet + text encoder
-    pixelate a mosaic of 8x8 px blocks                PEFT/diffusers format
+    pixelate a mosaic of 16x16 px blocks              PEFT/diffusers format
     outline  shapes drawn as closed strokes           PEFT/diffusers format; not shipped (train_all.sh skips it):
                                                       at scale 1 it breaks shapes into open strokes (Models/README.md)
 
@@ -28,8 +28,8 @@ from train_unet import cached_data, diffusion_loss, noise_schedule, tokenize, to
 
 ADAPTERS = {
     # outline and stripes train longer: at 600 steps they changed their property in only 15% / 75% of
-    # the evaluation's prompts (night 95%); pixelate longer still: at 1000 steps 80% / 50% at scale 1 /
-    # 0.5, at 2000 85% / 55%.
+    # the evaluation's prompts (night 95%); pixelate longer still (with 8 px blocks, at 1000 steps 80% /
+    # 50% at scale 1 / 0.5, at 2000 85% / 55%; 16 px blocks at 2000 steps: 100% / 85%).
     "outline": dict(seed=11, fmt="peft", text_encoder=False, steps=1000),
     "pixelate": dict(seed=14, fmt="peft", text_encoder=False, steps=2000),
     "stripes": dict(seed=12, fmt="peft", text_encoder=False, steps=1000),
