@@ -129,7 +129,7 @@ def inner_edges(img, block=16):
     inside the 16 px blocks, between pixels 16k+2 and 16k+13: 11/16 for edges that fall anywhere, 0 for
     the dataset's mosaic, where every colour step is on a block boundary. Blur of up to 2 px around those
     boundaries, as the VAE's decoder draws them, still leaves it at 0. On the evaluation prompts the
-    dataset's mosaic lowers it by 0.49 to 0.9 (median 0.71) and the half-strength style (plain and mosaic
+    dataset's mosaic lowers it by 0.49 to 1.0 (median 0.71) and the half-strength style (plain and mosaic
     averaged) by a median 0.19: the threshold, 0.2, asks for more than half a mosaic."""
     x = img[..., :3].astype(np.float64)
     inner = total = 0.0
