@@ -29,7 +29,8 @@ from train_unet import cached_data, diffusion_loss, noise_schedule, tokenize, to
 ADAPTERS = {
     # outline and stripes train longer: at 600 steps they changed their property in only 15% / 75% of
     # the evaluation's prompts (night 95%); pixelate longer still (with 8 px blocks, at 1000 steps 80% /
-    # 50% at scale 1 / 0.5, at 2000 85% / 55%; 16 px blocks at 2000 steps: 100% / 85%).
+    # 50% at scale 1 / 0.5, at 2000 85% / 55%; 16 px blocks at 2000 steps on run 3's base,
+    # threshold 0.1: 100% / 85%).
     "outline": dict(seed=11, fmt="peft", text_encoder=False, steps=1000),
     "pixelate": dict(seed=14, fmt="peft", text_encoder=False, steps=2000),
     "stripes": dict(seed=12, fmt="peft", text_encoder=False, steps=1000),
