@@ -68,6 +68,16 @@ public final class ServerMetrics: Sendable {
         outcomeCounters = outcomes
     }
 
+    /// `hotswap_blas_core_info{core, selected_by, detected} 1`: which OpenBLAS kernels run, and
+    /// whether they were chosen for this CPU over what OpenBLAS detected (timings depend on it).
+    public func recordBLASCore(core: String, selectedBy: String, detected: String?) {
+        registry.makeGauge(
+            descriptor: .init(namespace: "hotswap", metricName: "blas_core_info", unitName: "",
+                              helpText: "OpenBLAS kernel family in use (selected_by: openblas, user or auto)"),
+            labels: [("core", core), ("selected_by", selectedBy), ("detected", detected ?? core)]
+        ).set(to: 1)
+    }
+
     func count(_ outcome: Outcome) {
         outcomeCounters[outcome]?.increment()
     }

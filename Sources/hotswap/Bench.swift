@@ -38,7 +38,9 @@ struct BenchOptions: ParsableArguments {
         var result: [String: Any] = [
             "bench": name, "runs": runs, "seconds_median": median, "seconds_min": seconds[0],
             "seconds": seconds, "load_seconds": loadSeconds,
-            "blas_core": BLAS.coreName, "blas_threads": BLAS.threadCount,
+            "blas_core": BLAS.coreName, "blas_core_selected_by": BLASCoreSelection.outcome.selectedBy,
+            "blas_core_detected": BLASCoreSelection.outcome.detected ?? BLAS.coreName,
+            "blas_threads": BLAS.threadCount,
             "fresh_activation_buffers_in_timed_runs": freshBuffers,
         ]
         result.merge(extra) { $1 }

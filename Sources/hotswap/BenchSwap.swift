@@ -72,7 +72,9 @@ struct SwapBench: ParsableCommand {
             "cold_ms": median(cold), "cold_load_ms": median(coldLoad), "cold_apply_ms": median(coldApply),
             "hit_ms": median(hit), "unload_ms": median(unload), "apply_ms": median(apply),
             "hit_ms_min": hit.min()!, "cold_ms_min": cold.min()!, "copy_floor_ms": copyFloor,
-            "load_seconds": loadSeconds, "blas_core": BLAS.coreName, "cores": ProcessInfo.processInfo.activeProcessorCount,
+            "load_seconds": loadSeconds, 
+            "blas_core": BLAS.coreName, "blas_core_selected_by": BLASCoreSelection.outcome.selectedBy,
+            "blas_core_detected": BLASCoreSelection.outcome.detected ?? BLAS.coreName, "cores": ProcessInfo.processInfo.activeProcessorCount,
         ]
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HotswapCore
 
 @main
 struct Hotswap: ParsableCommand {
@@ -10,6 +11,8 @@ struct Hotswap: ParsableCommand {
 
     /// Every failure ends in one line on stderr and a non-zero exit (help and --version excepted).
     static func main() {
+        // Before anything else: OpenBLAS may need this process restarted on the right kernels.
+        BLASCoreSelection.applyAtStart()
         do {
             var command = try parseAsRoot()
             try command.run()

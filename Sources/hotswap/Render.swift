@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HotswapCore
 import HotswapLoRA
 import HotswapPipeline
 import HotswapStore
@@ -109,6 +110,9 @@ struct Render: ParsableCommand {
         record.scheduler = resolved.scheduler.rawValue
         let loadSeconds = Date().timeIntervalSince(loadStart)
 
+        if !quiet && BLASCoreSelection.outcome.selectedBy == "auto" {
+            FileHandle.standardError.write(Data("\(BLASCoreSelection.outcome)\n".utf8))
+        }
         let bar = ProgressBar(quiet: quiet)
         let image: GeneratedImage
         do {

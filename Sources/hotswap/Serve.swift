@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HotswapCore
 import HotswapLoRA
 import HotswapServer
 import Logging
@@ -78,6 +79,9 @@ struct Serve: ParsableCommand {
                                                                        mode: LoRAMode(rawValue: loraMode) ?? .fuse),
                                           warmupSteps: warmupSteps)
         let service = ImageService(configuration: configuration, generator: generator, recorder: recorder, logger: logger)
+        let blas = BLASCoreSelection.outcome
+        service.metrics.recordBLASCore(core: blas.core, selectedBy: blas.selectedBy, detected: blas.detected)
+        logger.info("\(blas)")
         logger.info("starting", metadata: [
             "model": .string(modelURL.path), "adapters": .string(adaptersURL.path), "db": .string(db),
             "address": .string("\(host):\(port)"), "queue_depth": .stringConvertible(queueDepth),

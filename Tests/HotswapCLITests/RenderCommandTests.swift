@@ -8,29 +8,8 @@ import HotswapPipeline
 @Suite struct RenderCommandTests {
     static let model = Fixtures.url("models/sd1-tiny").path
 
-    /// The hotswap executable next to this test binary (SwiftPM builds both into one folder).
-    static var binary: URL {
-        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-            .deletingLastPathComponent().appendingPathComponent("hotswap")
-    }
-
-    struct Result { let status: Int32; let stderr: String }
-
-    func run(_ arguments: [String]) throws -> Result {
-        let process = Process()
-        process.executableURL = Self.binary
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = Pipe()
-        // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
-        // libdispatch (a rare crash of the test process); a termination handler does not use it.
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
-        let data = errors.fileHandleForReading.readDataToEndOfFile()
-        exited.wait()
-        return Result(status: process.terminationStatus, stderr: String(decoding: data, as: UTF8.self))
+    func run(_ arguments: [String]) throws -> HotswapProcess.Result {
+        try HotswapProcess.run(arguments)
     }
 
     func temporaryDirectory() throws -> URL {

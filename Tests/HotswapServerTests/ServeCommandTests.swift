@@ -33,6 +33,11 @@ struct ServeCommandTests {
         let stderr = Pipe()
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
+        // Start on a generic OpenBLAS core: the server must choose this CPU's kernels, log it and export it.
+        var environment = ProcessInfo.processInfo.environment
+        environment["OPENBLAS_CORETYPE"] = "Prescott"
+        environment["HOTSWAP_BLAS_CORE"] = "auto"
+        process.environment = environment
         // Foundation's waitUntilExit polls a run loop, and on Linux that path raced inside
         // libdispatch (a rare crash of the test process); a termination handler does not use it.
         let exited = DispatchSemaphore(value: 0)
@@ -44,6 +49,13 @@ struct ServeCommandTests {
         let log = LogCollector(stderr.fileHandleForReading)
         try await waitFor(seconds: 60) { log.text.contains("[HotswapServer] ready") }
         let port = try #require(log.port)
+        let metrics = try await Task.detached { try rawGet(port: port, path: "/metrics") }.value
+        #expect(metrics.contains("hotswap_blas_core_info{"), "\(metrics)")
+        if cpuHasAVX2 {
+            #expect(log.text.contains("over the detected Prescott"), "\(log.text)")
+            #expect(metrics.contains(#"selected_by="auto""#) && metrics.contains(#"detected="Prescott""#), "\(metrics)")
+            #expect(!metrics.contains(#"core="Prescott""#), "\(metrics)")
+        }
 
         // One image with the adapter, through a plain socket.
         let (status, headers) = try await Task.detached {
@@ -150,8 +162,36 @@ final class LogCollector: @unchecked Sendable {
     }
 }
 
+/// AVX2 and FMA in /proc/cpuinfo: the CPU has kernels wider than OpenBLAS' generic ones.
+var cpuHasAVX2: Bool {
+    let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    let flags = Set((info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? "").split(separator: " "))
+    return flags.contains("avx2") && flags.contains("fma")
+}
+
 /// POST /v1/images over a blocking socket; returns the status and lower-cased headers.
 func rawPost(port: Int, body: String) throws -> (Int, [String: String]) {
+    let response = try rawExchange(port: port, request:
+        "POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    let head = String(decoding: response.prefix(while: { $0 != 0x89 }), as: UTF8.self)
+    let lines = head.components(separatedBy: "\r\n")
+    let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+    var headers: [String: String] = [:]
+    for line in lines.dropFirst() {
+        guard let colon = line.firstIndex(of: ":") else { continue }
+        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+    return (status, headers)
+}
+
+/// GET `path` over a blocking socket; returns the whole response as text (head and body).
+func rawGet(port: Int, path: String) throws -> String {
+    let response = try rawExchange(port: port, request: "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    return String(decoding: response, as: UTF8.self)
+}
+
+/// Sends one request and reads until the server closes the connection.
+private func rawExchange(port: Int, request: String) throws -> Data {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
     defer { close(fd) }
@@ -163,7 +203,6 @@ func rawPost(port: Int, body: String) throws -> (Int, [String: String]) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
     guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-    let request = "POST /v1/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
     _ = request.withCString { send(fd, $0, strlen($0), 0) }
     var response = Data()
     var chunk = [UInt8](repeating: 0, count: 65536)
@@ -172,13 +211,5 @@ func rawPost(port: Int, body: String) throws -> (Int, [String: String]) {
         if n <= 0 { break }
         response.append(contentsOf: chunk[0..<n])
     }
-    let head = String(decoding: response.prefix(while: { $0 != 0x89 }), as: UTF8.self)
-    let lines = head.components(separatedBy: "\r\n")
-    let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
-    var headers: [String: String] = [:]
-    for line in lines.dropFirst() {
-        guard let colon = line.firstIndex(of: ":") else { continue }
-        headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-    }
-    return (status, headers)
+    return response
 }

@@ -59,4 +59,15 @@ ptrdiff_t hs_attention_scratch_floats(ptrdiff_t Lk, ptrdiff_t d);
 /// 2: AVX-512, 1: AVX2 + FMA, 0: baseline x86-64 (which kernel set runs).
 int hs_isa_level(void);
 
+/// What this CPU (and its OS, which must save the wider registers) supports, as HS_CPU_* bits;
+/// read through cpuid/xgetbv, never capped by HOTSWAP_ISA. Used to pick OpenBLAS' kernel family.
+enum {
+    HS_CPU_AVX2_FMA = 1,      /* AVX2 and FMA3 */
+    HS_CPU_AVX512 = 2,        /* AVX-512 F, CD, BW, DQ and VL: what OpenBLAS' SkylakeX kernels use */
+    HS_CPU_AVX512_BF16 = 4,   /* AVX512_BF16: what its Cooperlake kernels add */
+    HS_CPU_VENDOR_AMD = 8,
+    HS_CPU_VENDOR_INTEL = 16,
+};
+int hs_cpu_features(void);
+
 #endif
