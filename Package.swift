@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // SHA-256 of adapter files (A1111's hashes); already in the graph through Hummingbird.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
@@ -26,8 +28,9 @@ let package = Package(
         .target(name: "HotswapCore", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
         .target(name: "HotswapModels", dependencies: ["HotswapCore"]),
-        .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "CPNG"]),
-        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels", "HotswapPipeline"]),
+        .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "HotswapLoRA", "HotswapStore", "CPNG"]),
+        .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels",
+                                                    .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "HotswapStore", dependencies: ["CSQLite"]),
         .target(name: "HotswapServer", dependencies: [
             "HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapLoRA", "HotswapStore", "CSQLite",
@@ -40,7 +43,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Fixtures and float comparisons for every test target (a plain target: test targets cannot depend on each other).
-        .target(name: "HotswapTestSupport", path: "Tests/TestSupport"),
+        .target(name: "HotswapTestSupport", dependencies: ["HotswapPipeline", "CPNG"], path: "Tests/TestSupport"),
         .testTarget(name: "HotswapCoreTests", dependencies: ["HotswapCore", "HotswapTestSupport"]),
         .testTarget(name: "HotswapModelsTests", dependencies: ["HotswapModels", "HotswapCore", "HotswapTestSupport"]),
         .testTarget(name: "HotswapPipelineTests", dependencies: ["HotswapPipeline", "HotswapModels", "HotswapCore", "HotswapTestSupport"]),

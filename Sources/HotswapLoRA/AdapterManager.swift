@@ -1,7 +1,6 @@
 import Foundation
 import HotswapCore
 import HotswapModels
-import HotswapPipeline
 
 /// Owns the adapter cache and the active adapter set of one loaded model.
 ///

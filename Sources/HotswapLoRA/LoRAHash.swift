@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HotswapModels
 
@@ -19,7 +20,7 @@ public enum LoRAHash {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw LoRAError.unreadable(file: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
-        var sha = SHA256()
+        var sha = Crypto.SHA256()
         let chunk = 1 << 20
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
@@ -28,10 +29,10 @@ public enum LoRAHash {
             let n = pread(fd, buffer.baseAddress, chunk, position)
             if n < 0 { throw LoRAError.unreadable(file: path, reason: String(cString: strerror(errno))) }
             if n == 0 { break }
-            sha.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             position += off_t(n)
         }
-        return SHA256.hex(sha.finalize())
+        return sha.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
     public static func shortHash(_ hash: String) -> String { String(hash.prefix(12)) }

@@ -1,6 +1,5 @@
 import HotswapCore
 import HotswapModels
-import HotswapPipeline
 
 /// A layer an adapter can change.
 public enum LoRATargetLayer {

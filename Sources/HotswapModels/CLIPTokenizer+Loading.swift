@@ -107,12 +107,28 @@ extension CLIPTokenizer {
         }
     }
 
-    /// Parses vocab.json: one JSON object mapping token strings to non-negative integer ids.
+    /// Parses vocab.json: one JSON object mapping token strings to non-negative integer ids (a
+    /// UTF-8 byte order mark allowed), read with the strict JSON parser (JSON.swift).
     static func parseVocab(_ json: [UInt8], file: String) throws -> TokenTable {
-        try json.withUnsafeBufferPointer { buffer -> TokenTable in
-            var parser = VocabParser(bytes: buffer, file: file)
-            return try parser.parse()
+        let bom = json.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        let value: JSONValue
+        do {
+            value = try json.withUnsafeBytes { try JSONParser.parse(UnsafeRawBufferPointer(rebasing: $0[bom...])) }
+        } catch {
+            throw CLIPTokenizerError.malformedJSON(file: file, reason: "\(error)")
         }
+        guard let members = value.objectMembers else {
+            throw CLIPTokenizerError.malformedJSON(file: file, reason: "the top level is \(value.kindName), not an object")
+        }
+        guard !members.isEmpty else { throw CLIPTokenizerError.malformedJSON(file: file, reason: "the vocabulary is empty") }
+        var table = TokenTable(expectedCount: max(1024, members.count))
+        for (token, idValue) in members {
+            guard let id = idValue.nonNegativeInt, id <= Int(Int32.max) else {
+                throw CLIPTokenizerError.malformedJSON(file: file, reason: "the id of \(JSONWriter.quote(token)) is \(idValue.brief), not a non-negative integer")
+            }
+            Array(token.utf8).withUnsafeBufferPointer { table.insert($0, id: Int32(id)) }
+        }
+        return table
     }
 
     /// Parses merges.txt the way the tokenizers library's BPE reads it: lines split on "\n" (a
@@ -183,157 +199,5 @@ extension CLIPTokenizer {
             throw CLIPTokenizerError.malformedJSON(file: url.path, reason: "the top level is not a JSON object")
         }
         return dictionary
-    }
-}
-
-/// A strict parser for the flat object in vocab.json (RFC 8259 strings, non-negative integer ids).
-private struct VocabParser {
-    let bytes: UnsafeBufferPointer<UInt8>
-    let file: String
-    var i = 0
-    var key: [UInt8] = []
-
-    init(bytes: UnsafeBufferPointer<UInt8>, file: String) {
-        self.bytes = bytes
-        self.file = file
-        key.reserveCapacity(256)
-    }
-
-    func fail(_ reason: String) -> CLIPTokenizerError {
-        .malformedJSON(file: file, reason: "\(reason) at byte \(i)")
-    }
-
-    mutating func skipWhitespace() {
-        while i < bytes.count {
-            switch bytes[i] {
-            case 0x20, 0x09, 0x0A, 0x0D: i += 1
-            default: return
-            }
-        }
-    }
-
-    mutating func expect(_ byte: UInt8, _ what: String) throws {
-        guard i < bytes.count, bytes[i] == byte else {
-            throw fail(i < bytes.count ? "expected \(what)" : "unexpected end of file, expected \(what)")
-        }
-        i += 1
-    }
-
-    mutating func parse() throws -> TokenTable {
-        var table = TokenTable(expectedCount: max(1024, bytes.count / 16))
-        if bytes.count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF { i = 3 }
-        skipWhitespace()
-        try expect(UInt8(ascii: "{"), "'{'")
-        skipWhitespace()
-        if i < bytes.count && bytes[i] == UInt8(ascii: "}") {
-            i += 1
-        } else {
-            while true {
-                skipWhitespace()
-                try parseString()
-                skipWhitespace()
-                try expect(UInt8(ascii: ":"), "':'")
-                skipWhitespace()
-                let id = try parseID()
-                key.withUnsafeBufferPointer { table.insert($0, id: id) }
-                skipWhitespace()
-                guard i < bytes.count else { throw fail("unexpected end of file, expected ',' or '}'") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "}") { i += 1; break }
-                throw fail("expected ',' or '}'")
-            }
-        }
-        skipWhitespace()
-        guard i == bytes.count else { throw fail("unexpected data after the object") }
-        guard table.count > 0 else { throw CLIPTokenizerError.malformedJSON(file: file, reason: "the vocabulary is empty") }
-        return table
-    }
-
-    /// Reads a JSON string into `key` as UTF-8.
-    mutating func parseString() throws {
-        try expect(UInt8(ascii: "\""), "a string")
-        key.removeAll(keepingCapacity: true)
-        while true {
-            var run = i
-            while run < bytes.count {
-                let byte = bytes[run]
-                if byte == 0x22 || byte == 0x5C || byte < 0x20 { break }
-                run += 1
-            }
-            key.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[i..<run]))
-            i = run
-            guard i < bytes.count else { throw fail("unterminated string") }
-            let byte = bytes[i]
-            if byte == 0x22 { i += 1; return }
-            if byte < 0x20 { throw fail("control character in a string") }
-            // Backslash escape.
-            i += 1
-            guard i < bytes.count else { throw fail("unterminated escape") }
-            let escape = bytes[i]
-            i += 1
-            switch escape {
-            case UInt8(ascii: "\""): key.append(0x22)
-            case UInt8(ascii: "\\"): key.append(0x5C)
-            case UInt8(ascii: "/"): key.append(0x2F)
-            case UInt8(ascii: "b"): key.append(0x08)
-            case UInt8(ascii: "f"): key.append(0x0C)
-            case UInt8(ascii: "n"): key.append(0x0A)
-            case UInt8(ascii: "r"): key.append(0x0D)
-            case UInt8(ascii: "t"): key.append(0x09)
-            case UInt8(ascii: "u"):
-                var value = try parseHex4()
-                if (0xD800...0xDBFF).contains(value) {
-                    guard i + 1 < bytes.count, bytes[i] == 0x5C, bytes[i + 1] == UInt8(ascii: "u") else {
-                        throw fail("lone leading surrogate in \\u escape")
-                    }
-                    i += 2
-                    let low = try parseHex4()
-                    guard (0xDC00...0xDFFF).contains(low) else { throw fail("invalid trailing surrogate in \\u escape") }
-                    value = 0x10000 + ((value - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00...0xDFFF).contains(value) {
-                    throw fail("lone trailing surrogate in \\u escape")
-                }
-                guard let scalar = Unicode.Scalar(value) else { throw fail("invalid \\u escape") }
-                key.append(contentsOf: UTF8.encode(scalar)!)
-            default:
-                throw fail("invalid escape '\\\(Character(Unicode.Scalar(escape)))'")
-            }
-        }
-    }
-
-    mutating func parseHex4() throws -> UInt32 {
-        guard i + 4 <= bytes.count else { throw fail("truncated \\u escape") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            let byte = bytes[i]
-            let digit: UInt32
-            switch byte {
-            case 0x30...0x39: digit = UInt32(byte - 0x30)
-            case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
-            case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
-            default: throw fail("invalid hex digit in \\u escape")
-            }
-            value = value << 4 | digit
-            i += 1
-        }
-        return value
-    }
-
-    mutating func parseID() throws -> Int32 {
-        let start = i
-        guard i < bytes.count else { throw fail("unexpected end of file, expected a token id") }
-        if bytes[i] == UInt8(ascii: "-") { throw fail("negative token id") }
-        var value = 0
-        while i < bytes.count, (0x30...0x39).contains(bytes[i]) {
-            value = value * 10 + Int(bytes[i] - 0x30)
-            guard value <= CLIPTokenizer.maxTokenID else { throw fail("token id too large") }
-            i += 1
-        }
-        guard i > start else { throw fail("expected a token id (a non-negative integer)") }
-        if i - start > 1 && bytes[start] == 0x30 { throw fail("token id with a leading zero") }
-        if i < bytes.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(bytes[i]) {
-            throw fail("token id is not an integer")
-        }
-        return Int32(value)
     }
 }

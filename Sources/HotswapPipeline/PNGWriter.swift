@@ -121,7 +121,7 @@ public enum PNGWriter {
         throw PNGError.encodeFailed(libpngMessage(image))
     }
 
-    static func libpngMessage(_ image: png_image) -> String {
+    public static func libpngMessage(_ image: png_image) -> String {
         var message = image.message
         let text = withUnsafeBytes(of: &message) { raw -> String in
             let bytes = raw.prefix { $0 != 0 }
@@ -176,8 +176,14 @@ public enum PNGWriter {
         out.append(contentsOf: bigEndianBytes(UInt32(data.count)))
         let typeAndData = Array(type.utf8) + data
         out.append(contentsOf: typeAndData)
-        out.append(contentsOf: bigEndianBytes(CRC32.checksum(typeAndData)))
+        out.append(contentsOf: bigEndianBytes(PNGWriter.crc32(typeAndData)))
         return out
+    }
+
+    /// CRC-32 of a chunk's type and data (zlib's, the one PNG specifies).
+    public static func crc32<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
+        let array = Array(bytes)
+        return array.withUnsafeBufferPointer { UInt32(CPNG.crc32(0, $0.baseAddress, uInt($0.count))) }
     }
 
     private static func bigEndianBytes(_ v: UInt32) -> [UInt8] {
@@ -221,22 +227,5 @@ public enum PNGWriter {
         guard fsync(fd) == 0 else { close(fd); throw fail("fsync") }
         guard close(fd) == 0 else { throw fail("close") }
         guard rename(temp, path) == 0 else { throw fail("rename") }
-    }
-}
-
-/// CRC-32 (ISO 3309 / ITU-T V.42, as used by PNG and zlib).
-enum CRC32 {
-    static let table: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = c & 1 != 0 ? 0xedb8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
-        var c: UInt32 = 0xffff_ffff
-        table.withUnsafeBufferPointer { t in
-            for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xff)] ^ (c >> 8) }
-        }
-        return c ^ 0xffff_ffff
     }
 }

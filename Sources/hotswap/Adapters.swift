@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import HotswapModels
 import HotswapLoRA
 import HotswapPipeline
 

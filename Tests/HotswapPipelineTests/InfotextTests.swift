@@ -1,4 +1,5 @@
 import Foundation
+import HotswapTestSupport
 import Testing
 @testable import HotswapPipeline
 

@@ -1,4 +1,5 @@
 import Foundation
+import HotswapTestSupport
 import Testing
 @testable import HotswapPipeline
 
@@ -182,14 +183,14 @@ struct PNGTests {
             ihdr += [UInt8(v >> 24), UInt8(v >> 16 & 0xff), UInt8(v >> 8 & 0xff), UInt8(v & 0xff)]
         }
         ihdr += [8, 2, 0, 0, 0]  // 8-bit RGB
-        let crc = CRC32.checksum(ihdr)
+        let crc = PNGWriter.crc32(ihdr)
         bytes += [0, 0, 0, 13] + ihdr + [UInt8(crc >> 24), UInt8(crc >> 16 & 0xff), UInt8(crc >> 8 & 0xff), UInt8(crc & 0xff)]
         // An empty IDAT: libpng reads the header up to the first IDAT.
         let idat: [UInt8] = Array("IDAT".utf8)
-        let idatCRC = CRC32.checksum(idat)
+        let idatCRC = PNGWriter.crc32(idat)
         bytes += [0, 0, 0, 0] + idat + [UInt8(idatCRC >> 24), UInt8(idatCRC >> 16 & 0xff), UInt8(idatCRC >> 8 & 0xff), UInt8(idatCRC & 0xff)]
         let iend: [UInt8] = Array("IEND".utf8)
-        let iendCRC = CRC32.checksum(iend)
+        let iendCRC = PNGWriter.crc32(iend)
         bytes += [0, 0, 0, 0] + iend + [UInt8(iendCRC >> 24), UInt8(iendCRC >> 16 & 0xff), UInt8(iendCRC >> 8 & 0xff), UInt8(iendCRC & 0xff)]
         do {
             _ = try PNGReader.read(Data(bytes))

@@ -1,4 +1,5 @@
 import Foundation
+import HotswapModels
 import HotswapTestSupport
 import Testing
 import HotswapCore

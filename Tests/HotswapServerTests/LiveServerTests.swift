@@ -1,4 +1,5 @@
 import Foundation
+import HotswapModels
 import HTTPTypes
 import HotswapLoRA
 import HotswapPipeline

@@ -1,4 +1,5 @@
 import Foundation
+import HotswapTestSupport
 import HTTPTypes
 import HotswapPipeline
 import Hummingbird

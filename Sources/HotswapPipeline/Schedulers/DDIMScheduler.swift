@@ -1,3 +1,4 @@
+import HotswapModels
 import HotswapCore
 
 // Port of diffusers/schedulers/scheduling_ddim.py (DDIMScheduler, diffusers 0.42).

@@ -1,3 +1,4 @@
+import HotswapModels
 import HotswapCore
 
 // Port of diffusers/schedulers/scheduling_euler_ancestral_discrete.py

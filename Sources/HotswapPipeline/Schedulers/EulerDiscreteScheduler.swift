@@ -1,4 +1,5 @@
 import Foundation
+import HotswapModels
 import HotswapCore
 
 // Port of diffusers/schedulers/scheduling_euler_discrete.py (EulerDiscreteScheduler, diffusers 0.42).

@@ -1,3 +1,4 @@
+import HotswapModels
 import HotswapCore
 
 // Port of diffusers/schedulers/scheduling_lcm.py (LCMScheduler, diffusers 0.42).

@@ -1,4 +1,5 @@
 import Foundation
+import HotswapModels
 
 /// betas, alphas and alphas_cumprod as every diffusers scheduler's `__init__` builds them.
 ///

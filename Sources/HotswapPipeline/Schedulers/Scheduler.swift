@@ -1,3 +1,4 @@
+import HotswapModels
 import HotswapCore
 
 /// A diffusion scheduler, driven the way StableDiffusionPipeline.__call__ drives a diffusers one:

@@ -1,3 +1,4 @@
+import HotswapModels
 /// The schedulers `hotswap render --scheduler` accepts, each one a diffusers class built with
 /// `Class.from_config(folder_config)` (dpmpp-2m-karras adds `use_karras_sigmas=True`).
 public enum SchedulerName: String, CaseIterable, Sendable {

@@ -1,5 +1,7 @@
 import Foundation
+import HotswapTestSupport
 import CPNG
+import HotswapPipeline
 
 // PNG decoding for tests, the HTTP layer and img2img inputs.
 //
@@ -111,7 +113,7 @@ public enum PNGReader {
 
     // MARK: Text
 
-    static let pngSignature: [UInt8] = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]
+    public static let pngSignature: [UInt8] = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]
 
     static func textChunks(_ bytes: UnsafeRawBufferPointer) -> [String: String] {
         var text: [String: String] = [:]
@@ -131,7 +133,7 @@ public enum PNGReader {
             if type.elementsEqual("IEND".utf8) { break }
             let isText = type.elementsEqual("tEXt".utf8), isIText = type.elementsEqual("iTXt".utf8)
             guard isText || isIText else { continue }
-            guard CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[typeStart..<crcAt])) == storedCRC else { continue }
+            guard PNGWriter.crc32(UnsafeRawBufferPointer(rebasing: bytes[typeStart..<crcAt])) == storedCRC else { continue }
             if let (key, value) = isText ? parseText(data) : parseIText(data) { text[key] = value }
         }
         return text

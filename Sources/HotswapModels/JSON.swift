@@ -1,13 +1,14 @@
 import Foundation
 
-// A small strict JSON parser for safetensors headers (and the shard index files next to them).
+// The project's one strict JSON reader (and string writer): safetensors headers, the shard index
+// files next to them, tokenizer vocabularies and HTTP request bodies.
 //
-// Why not JSONSerialization: headers come from untrusted files, and we want exact control —
+// Why not JSONSerialization/JSONDecoder: these come from untrusted files and clients, and we want exact control —
 // integers kept as exact text (offsets are up to 2^64, never rounded through Double), duplicate
 // keys reported rather than silently merged, object key order preserved, nesting depth bounded
 // (no stack overflow on "[[[[..."), and errors that say at which byte the JSON went wrong.
 
-enum JSONValue: Equatable {
+public enum JSONValue: Equatable, Sendable {
     case object([(key: String, value: JSONValue)])
     case array([JSONValue])
     case string(String)
@@ -16,7 +17,7 @@ enum JSONValue: Equatable {
     case bool(Bool)
     case null
 
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
         switch (a, b) {
         case let (.object(x), .object(y)):
             return x.count == y.count && zip(x, y).allSatisfy { $0.key == $1.key && $0.value == $1.value }
@@ -30,7 +31,7 @@ enum JSONValue: Equatable {
     }
 
     /// A short name of the kind of value, for error messages.
-    var kindName: String {
+    public var kindName: String {
         switch self {
         case .object: return "an object"
         case .array: return "an array"
@@ -43,14 +44,38 @@ enum JSONValue: Equatable {
 
     /// The value as a non-negative integer that fits in Int, if it is written as one (no fraction,
     /// exponent or sign).
-    var nonNegativeInt: Int? {
+    public var nonNegativeInt: Int? {
         guard case let .number(text) = self, !text.isEmpty,
               text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
         return Int(text)
     }
 
+    /// The members of an object, in file order (nil for any other value).
+    public var objectMembers: [(key: String, value: JSONValue)]? {
+        if case let .object(members) = self { return members }
+        return nil
+    }
+
+    /// A number written as an integer (no fraction or exponent) that fits in Int64.
+    public var int64: Int64? {
+        guard case let .number(text) = self, !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) else { return nil }
+        return Int64(text)
+    }
+
+    /// A number written as an integer (no fraction, exponent or sign) that fits in UInt64.
+    public var uint64: UInt64? {
+        guard case let .number(text) = self, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return nil }
+        return UInt64(text)
+    }
+
+    /// Any number, as the nearest Double (nil for other values; huge literals give infinity).
+    public var double: Double? {
+        guard case let .number(text) = self else { return nil }
+        return Double(text)
+    }
+
     /// Short rendering for error messages.
-    var brief: String {
+    public var brief: String {
         switch self {
         case let .string(s): return "\"\(s.count > 40 ? String(s.prefix(40)) + "..." : s)\""
         case let .number(n): return n
@@ -62,21 +87,21 @@ enum JSONValue: Equatable {
     }
 }
 
-struct JSONSyntaxError: Error, CustomStringConvertible {
-    let offset: Int
-    let message: String
-    var description: String { "\(message) at byte \(offset)" }
+public struct JSONSyntaxError: Error, CustomStringConvertible {
+    public let offset: Int
+    public let message: String
+    public var description: String { "\(message) at byte \(offset)" }
 }
 
-struct JSONParser {
-    static let maxDepth = 64
+public struct JSONParser {
+    public static let maxDepth = 64
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
 
     /// Parses one JSON value filling the whole buffer (whitespace around it allowed; safetensors
     /// pads headers with spaces).
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
+    public static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
         var parser = JSONParser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -85,7 +110,7 @@ struct JSONParser {
         return value
     }
 
-    static func parse(_ data: Data) throws -> JSONValue {
+    public static func parse(_ data: Data) throws -> JSONValue {
         try data.withUnsafeBytes { try parse($0) }
     }
 
@@ -266,9 +291,10 @@ struct JSONParser {
     }
 }
 
-/// JSON text writing (strings escaped as JSON requires; non-ASCII written as UTF-8).
-enum JSONWriter {
-    static func quote(_ s: String) -> String {
+/// JSON text writing: strings escaped as Python's `json.dumps(ensure_ascii=False)` writes them
+/// (non-ASCII as UTF-8), which is also what A1111's infotext quoting produces.
+public enum JSONWriter {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -277,6 +303,8 @@ enum JSONWriter {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
             default:
                 if scalar.value < 0x20 {
                     out += String(format: "\\u%04x", scalar.value)

@@ -1,8 +1,8 @@
 // A Stable Diffusion model folder in diffusers layout (what StableDiffusionPipeline.from_pretrained
 // reads): model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/.
 import Foundation
-import HotswapCore
 import HotswapModels
+import HotswapCore
 
 public final class StableDiffusionModel {
     public let directory: URL
@@ -12,8 +12,6 @@ public final class StableDiffusionModel {
     public let unet: UNet2DConditionModel
     public let vae: AutoencoderKL
     public let schedulerConfig: SchedulerConfig
-    /// The scheduler the folder ships with (diffusers' default), if Hotswap implements it.
-    public let defaultScheduler: SchedulerName?
 
     /// Loads every component strictly: a missing file, a config Hotswap cannot run, or weights
     /// that do not match their config is an error naming the component and the problem.
@@ -47,7 +45,6 @@ public final class StableDiffusionModel {
                                 weights: WeightFiles.load(directory: vaeDir, baseName: "diffusion_pytorch_model"))
         let schedulerFile = directory.appendingPathComponent("scheduler/scheduler_config.json")
         schedulerConfig = try loadConfig(SchedulerConfig.self, from: schedulerFile)
-        defaultScheduler = schedulerConfig.className.flatMap { try? SchedulerName(className: $0) }
 
         if unetConfig.crossAttentionDim.expanded(1)[0] != textConfig.hiddenSize {
             throw ModelLoadingError.unsupportedConfig(
