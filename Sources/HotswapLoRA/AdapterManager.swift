@@ -1,6 +1,7 @@
 import Foundation
 import HotswapCore
 import HotswapModels
+import HotswapStore
 
 /// Owns the adapter cache and the active adapter set of one loaded model.
 ///
@@ -21,7 +22,14 @@ public final class AdapterManager: @unchecked Sendable {
     public let targets: LoRATargets
     public let cache: AdapterCache
 
+    /// Held for a whole swap (and every other change of the layers or the cache).
     private let lock = NSLock()
+    /// Guards `published` only: listing adapters reads it without waiting for a running swap.
+    private let publishedLock = NSLock()
+    private var published = (active: Set<String>(), cached: Set<String>())
+    /// Whether adapter names may be paths outside the adapters directory (the CLI: yes; the
+    /// server: no, a name is always `<dir>/<name>.safetensors`).
+    public let allowsPaths: Bool
     private struct ActiveAdapter {
         let spec: AdapterSpec
         let path: String
@@ -35,8 +43,9 @@ public final class AdapterManager: @unchecked Sendable {
     private var changed: [ObjectIdentifier: LoRATargetLayer] = [:]
 
     public init(model: StableDiffusionModel, adaptersDirectory: URL?, cacheLimitBytes: Int, mode: LoRAMode = .fuse,
-                alphaConvention: AlphaConvention = .diffusers) {
+                alphaConvention: AlphaConvention = .diffusers, allowsPaths: Bool = true) {
         self.model = model
+        self.allowsPaths = allowsPaths
         self.alphaConvention = alphaConvention
         self.adaptersDirectory = adaptersDirectory
         self.mode = mode
@@ -70,7 +79,7 @@ public final class AdapterManager: @unchecked Sendable {
             }
         }
         var isDirectory: ObjCBool = false
-        if name.contains("/") || name.hasSuffix(".safetensors"),
+        if allowsPaths, name.contains("/") || name.hasSuffix(".safetensors"),
            fm.fileExists(atPath: name, isDirectory: &isDirectory), !isDirectory.boolValue {
             return URL(fileURLWithPath: name)
         }
@@ -80,7 +89,7 @@ public final class AdapterManager: @unchecked Sendable {
 
     static func canonicalPath(_ url: URL) -> String { url.standardizedFileURL.resolvingSymlinksInPath().path }
 
-    static func displayName(_ nameOrPath: String) -> String {
+    public static func displayName(_ nameOrPath: String) -> String {
         var name = (nameOrPath as NSString).lastPathComponent
         if name.hasSuffix(".safetensors") { name.removeLast(".safetensors".count) }
         return name
@@ -101,7 +110,8 @@ public final class AdapterManager: @unchecked Sendable {
     @discardableResult
     public func activate(_ specs: [AdapterSpec]) throws -> SwapReport {
         lock.lock(); defer { lock.unlock() }
-        let start = DispatchTime.now()
+        defer { publish() }
+        let start = Stopwatch()
         for spec in specs where !spec.scale.isFinite {
             throw LoRAError.invalidScale(name: spec.name, scale: spec.scale)
         }
@@ -123,7 +133,7 @@ public final class AdapterManager: @unchecked Sendable {
             var report = SwapReport(cache: specs.isEmpty ? .none : .reuse)
             report.outcomes = specs.map { _ in .reuse }
             report.layers = changed.count
-            report.totalMs = milliseconds(since: start)
+            report.totalMs = start.elapsedMs
             var previous = activeAdapters
             activeAdapters = wanted.map { item in
                 let i = previous.firstIndex { $0.path == item.path && $0.spec.scale == item.spec.scale }!
@@ -143,9 +153,9 @@ public final class AdapterManager: @unchecked Sendable {
                 report.outcomes.append(fresh[item.path] != nil ? .miss : .hit)
                 continue
             }
-            let loadStart = DispatchTime.now()
+            let loadStart = Stopwatch()
             let adapter = try LoRAAdapter.load(url: item.url, targets: targets, alphaConvention: alphaConvention)
-            loadMs += milliseconds(since: loadStart)
+            loadMs += loadStart.elapsedMs
             fresh[item.path] = adapter
             loaded.append(ActiveAdapter(spec: item.spec, path: item.path, adapter: adapter))
             report.outcomes.append(.miss)
@@ -170,7 +180,7 @@ public final class AdapterManager: @unchecked Sendable {
         }
 
         // Unload: every layer of the previous set back to its base weight.
-        let unloadStart = DispatchTime.now()
+        let unloadStart = Stopwatch()
         for layer in changed.values { layer.restore() }
         changed.removeAll(keepingCapacity: true)
         if !contributions.isEmpty {
@@ -178,10 +188,10 @@ public final class AdapterManager: @unchecked Sendable {
             for id in buffers.keys where contributions[id] == nil { buffers.removeValue(forKey: id) }
         }
         if mode == .runtime { buffers.removeAll() }
-        report.unloadMs = milliseconds(since: unloadStart)
+        report.unloadMs = unloadStart.elapsedMs
 
         // Apply.
-        let applyStart = DispatchTime.now()
+        let applyStart = Stopwatch()
         switch mode {
         case .fuse:
             var jobs: [FuseKernel.Job] = []
@@ -219,10 +229,10 @@ public final class AdapterManager: @unchecked Sendable {
                 changed[id] = layer
             }
         }
-        report.applyMs = milliseconds(since: applyStart)
+        report.applyMs = applyStart.elapsedMs
         activeAdapters = loaded
         report.layers = changed.count
-        report.totalMs = milliseconds(since: start)
+        report.totalMs = start.elapsedMs
         return report
     }
 
@@ -230,6 +240,7 @@ public final class AdapterManager: @unchecked Sendable {
     /// (its weights are applied already); the next swap that wants the file reads it again.
     public func evict(name: String) {
         lock.lock(); defer { lock.unlock() }
+        defer { publish() }
         // By path (the file may be gone already, so no resolving), else by name in the adapters directory.
         let asPath = AdapterManager.canonicalPath(URL(fileURLWithPath: name))
         let directory = adaptersDirectory.map { AdapterManager.canonicalPath($0) }
@@ -268,9 +279,9 @@ public final class AdapterManager: @unchecked Sendable {
         }
         var times: [Double] = []
         for round in 0...rounds {
-            let start = DispatchTime.now()
+            let start = Stopwatch()
             withExtendedLifetime(scratch) { FuseKernel.run(jobs) }
-            if round > 0 { times.append(milliseconds(since: start)) }
+            if round > 0 { times.append(start.elapsedMs) }
         }
         times.sort()
         return times[times.count / 2]
@@ -294,10 +305,7 @@ public final class AdapterManager: @unchecked Sendable {
     /// A file's format, ranks, alphas and targets (header only; no model check).
     public func inspect(url: URL) throws -> AdapterInfo {
         var info = AdapterInfo(file: try AdapterFile(url: url), name: AdapterManager.displayName(url.path))
-        let path = AdapterManager.canonicalPath(url)
-        lock.lock(); defer { lock.unlock() }
-        info.cached = cache.contains(path)
-        info.active = activeAdapters.contains { $0.path == path }
+        markState(&info, url: url)
         return info
     }
 
@@ -308,14 +316,21 @@ public final class AdapterManager: @unchecked Sendable {
         _ = try LoRAAdapter.match(file, targets: targets)
         var info = AdapterInfo(file: file, name: AdapterManager.displayName(url.path))
         info.fitsModel = true
-        let path = AdapterManager.canonicalPath(url)
-        lock.lock(); defer { lock.unlock() }
-        info.cached = cache.contains(path)
-        info.active = activeAdapters.contains { $0.path == path }
+        markState(&info, url: url)
         return info
     }
-}
 
-func milliseconds(since start: DispatchTime) -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+    /// Cached/active flags from the published state (callers hold no lock; a running swap is not waited for).
+    private func markState(_ info: inout AdapterInfo, url: URL) {
+        let path = AdapterManager.canonicalPath(url)
+        let state = publishedLock.withLock { published }
+        info.cached = state.cached.contains(path)
+        info.active = state.active.contains(path)
+    }
+
+    /// Publishes the active set and the cache's contents for `markState` (callers hold `lock`).
+    private func publish() {
+        let state = (active: Set(activeAdapters.map(\.path)), cached: Set(cache.paths))
+        publishedLock.withLock { published = state }
+    }
 }

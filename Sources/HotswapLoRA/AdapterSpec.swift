@@ -23,7 +23,17 @@ public struct AdapterSpec: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String { "\(name):\(Infotext_formatScale(scale))" }
+    public var description: String { "\(name):\(AdapterSpec.formatScale(scale))" }
+
+    /// The same adapter as the infotext and the timing rows name it: the file name without folder
+    /// or `.safetensors`, and the scale.
+    public var displayDescription: String { "\(AdapterManager.displayName(name)):\(AdapterSpec.formatScale(scale))" }
+
+    /// Shortest text for a scale: 1, 0.75, 1.3 (Float's shortest round-trip form).
+    public static func formatScale(_ x: Float) -> String {
+        if x == x.rounded(), abs(x) < 1e7 { return String(Int(x)) }
+        return "\(x)"
+    }
 }
 
 /// How adapters act on the model.
@@ -32,10 +42,4 @@ public enum LoRAMode: String, Sendable, CaseIterable {
     case fuse
     /// y = W x + scale * B (A x) at every call; weights never touched.
     case runtime
-}
-
-/// Shortest text for a scale: 1, 0.75, 1.3.
-func Infotext_formatScale(_ x: Float) -> String {
-    if x == x.rounded(), abs(x) < 1e7 { return String(Int(x)) }
-    return "\(x)"
 }

@@ -192,7 +192,9 @@ public enum PNGWriter {
 
     // MARK: Files
 
-    static func writeAtomically(_ data: Data, to url: URL) throws {
+    /// Writes PNG bytes atomically: to a temporary file in the same directory, flushed, then
+    /// renamed to `url`, so a failure never leaves a partial PNG (an existing file stays as it was).
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
         let path = url.path
         let directory = url.deletingLastPathComponent().path
         let temp = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

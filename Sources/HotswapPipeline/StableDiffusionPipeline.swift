@@ -4,11 +4,14 @@
 import Foundation
 import HotswapCore
 import HotswapModels
+import HotswapStore
 
-public struct GenerationTimings: Sendable, Equatable {
-    public var textEncodeMs: Double = 0
-    public var denoiseMs: Double = 0
-    public var decodeMs: Double = 0
+/// The image came out with NaN or infinite values (non-finite weights in the model or an adapter):
+/// an error of the render, never a crash.
+public struct NonFiniteImageError: Error, CustomStringConvertible {
+    public var description: String {
+        "the decoded image holds NaN or infinite values (the model's or an adapter's weights are not finite)"
+    }
 }
 
 public struct GeneratedImage: Sendable {
@@ -30,37 +33,28 @@ public final class StableDiffusionPipeline {
         self.model = model
     }
 
-    /// Fills in the model's defaults and checks every field; throws GenerationError naming the field.
-    public func resolve(_ request: GenerationRequest) throws -> (width: Int, height: Int, scheduler: SchedulerName) {
-        let width = request.width ?? model.defaultImageSize
-        let height = request.height ?? model.defaultImageSize
-        try GenerationRequest.validate(steps: request.steps, width: width, height: height)
-        guard request.guidance.isFinite, request.guidance >= 0 else { throw GenerationError.invalidGuidance(request.guidance) }
-        let layers = model.textEncoder.config.numHiddenLayers
-        if let clipSkip = request.clipSkip, clipSkip < 0 || clipSkip >= layers {
-            throw GenerationError.invalidClipSkip(clipSkip, layers: layers)
-        }
-        guard let scheduler = request.scheduler ?? model.defaultScheduler else {
-            throw GenerationError.noScheduler(className: model.schedulerConfig.className)
-        }
-        return (width, height, scheduler)
+    /// Fills in the model's defaults and checks every field (`GenerationRequest.resolve`).
+    public func resolve(_ request: GenerationRequest, limits: RequestLimits = .cli) throws -> ResolvedRequest {
+        try request.resolve(for: ModelFacts(model), limits: limits)
     }
 
     /// Runs txt2img. `progress(step, total)` is called after each denoising step; returning false cancels.
     public func generate(_ request: GenerationRequest,
                          progress: ((Int, Int) -> Bool)? = nil) throws -> GeneratedImage {
-        let (width, height, schedulerName) = try resolve(request)
-        // StableDiffusionPipeline.__init__ normalizes its own scheduler's config (steps_offset 1,
-        // clip_sample false); a scheduler chosen by name is built from_config of that config.
-        let ownScheduler = request.scheduler == nil || request.scheduler == model.defaultScheduler
-        let schedulerConfig = model.schedulerConfig.stableDiffusionPipelineAdjusted(
-            ownScheduler: ownScheduler ? model.defaultScheduler : nil)
-        var scheduler = try makeScheduler(schedulerName, config: schedulerConfig, steps: request.steps)
+        try generate(resolve(request), progress: progress)
+    }
+
+    /// Runs txt2img for a request `resolve` checked. `progress(step, total)` is called after each
+    /// denoising step; returning false cancels.
+    public func generate(_ resolved: ResolvedRequest, progress: ((Int, Int) -> Bool)? = nil) throws -> GeneratedImage {
+        let request = resolved.request
+        let (width, height, schedulerName) = (resolved.width, resolved.height, resolved.scheduler)
+        var scheduler = try makeScheduler(schedulerName, config: ModelFacts(model).schedulerConfig(for: request), steps: request.steps)
         var timings = GenerationTimings()
         let doGuidance = request.guidance > 1
 
         // encode_prompt: the negative prompt ("" when absent) is encoded without clip_skip, as diffusers does.
-        var start = DispatchTime.now()
+        var start = Stopwatch()
         let promptIDs = model.tokenizer.tokenize(request.prompt)
         var context = model.textEncoder([promptIDs], clipSkip: request.clipSkip)
         if doGuidance {
@@ -68,10 +62,10 @@ public final class StableDiffusionPipeline {
             let negative = model.textEncoder([negativeIDs])
             context = Tensor.concatenate([negative, context])      // [2, tokens, dim]: uncond first
         }
-        timings.textEncodeMs = milliseconds(since: start)
+        timings.textEncodeMs = start.elapsedMs
 
         // prepare_latents: randn with the request's generator, scaled by init_noise_sigma.
-        start = DispatchTime.now()
+        start = Stopwatch()
         var generator = TorchGenerator(seed: request.seed)
         let scale = model.vaeScaleFactor
         let latentShape = [1, model.unet.config.inChannels, height / scale, width / scale]
@@ -93,38 +87,35 @@ public final class StableDiffusionPipeline {
             latents = scheduler.step(modelOutput: noise, stepIndex: i, sample: latents, generator: &generator)
             if let progress, !progress(i + 1, timesteps.count) { throw GenerationError.cancelled }
         }
-        timings.denoiseMs = milliseconds(since: start)
+        timings.denoiseMs = start.elapsedMs
 
-        start = DispatchTime.now()
+        start = Stopwatch()
         // The UNet's idle activation buffers are no use to the VAE (other sizes), and the VAE's are
         // no use to the next request's UNet: hand both back so they do not add up in peak memory
         // (at 512x512 the two sets are ~1 GB each).
         BufferPool.drain()
         let decoded = model.vae.decode(latents * (1 / model.vae.config.scalingFactor))
-        let rgb = Self.toRGB8(decoded)
+        let rgb = try Self.toRGB8(decoded)
         BufferPool.drain()
-        timings.decodeMs = milliseconds(since: start)
+        timings.decodeMs = start.elapsedMs
         return GeneratedImage(width: width, height: height, rgb: rgb, latents: latents, seed: request.seed,
                               scheduler: schedulerName, timings: timings)
     }
 
     /// [1, 3, H, W] in about [-1, 1] -> interleaved RGB bytes, as VaeImageProcessor.postprocess +
     /// numpy_to_pil: (x / 2 + 0.5).clamp(0, 1), then (x * 255).round() (half to even, like numpy).
-    static func toRGB8(_ image: Tensor) -> [UInt8] {
+    static func toRGB8(_ image: Tensor) throws -> [UInt8] {
         let (height, width) = (image.shape[2], image.shape[3])
         let plane = height * width
         var rgb = [UInt8](repeating: 0, count: plane * 3)
         for c in 0..<3 {
             let channel = image.data + c * plane
             for i in 0..<plane {
+                guard channel[i].isFinite else { throw NonFiniteImageError() }
                 let unit = min(max(channel[i] / 2 + 0.5, 0), 1)
                 rgb[i * 3 + c] = UInt8((unit * 255).rounded(.toNearestOrEven))
             }
         }
         return rgb
     }
-}
-
-func milliseconds(since start: DispatchTime) -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
 }

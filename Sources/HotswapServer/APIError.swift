@@ -1,4 +1,6 @@
 import Foundation
+import HotswapLoRA
+import HotswapPipeline
 import HTTPTypes
 import Hummingbird
 
@@ -68,5 +70,33 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
     static func notReady() -> APIError {
         APIError(.serviceUnavailable, code: "not_ready", message: "the model is still loading; retry shortly",
                  headers: [.retryAfter: "1"])
+    }
+
+    /// The one mapping from an engine error to the API's answer: request errors are 4xx with the
+    /// field they are about, an adapter that does not exist 404, one that cannot be used 422,
+    /// anything else our fault (500).
+    /// `adapters` are the request's, to name the field of an adapter that does not exist.
+    static func from(_ error: any Error, adapters: [AdapterSpec] = []) -> (APIError, ServerMetrics.Outcome) {
+        switch error {
+        case let error as APIError:
+            return (error, error.status == .notFound ? .notFound : .invalid)
+        case GenerationError.cancelled:
+            return (APIError(.serviceUnavailable, code: "cancelled", message: "the client went away; the job was stopped"), .cancelled)
+        case let error as GenerationError:
+            return (invalidField(error.field, error.description), .invalid)
+        case let error as LoRAError:
+            if case .unknownAdapter(let name, _, _) = error {
+                let index = adapters.firstIndex { $0.name == name }
+                let field = adapters.count > 1 ? "adapters[\(index ?? 0)].name" : "adapter"
+                return (adapterNotFound(AdapterManager.displayName(name), field: field), .notFound)
+            }
+            return (APIError(.unprocessableContent, code: "invalid_adapter", message: error.description, field: "adapter"), .invalid)
+        case let error as AdapterValidationError:
+            return (APIError(.unprocessableContent, code: "invalid_adapter", message: error.description, field: "adapter"), .invalid)
+        case let error as NonFiniteImageError:
+            return (APIError(.unprocessableContent, code: "non_finite_image", message: error.description), .failed)
+        default:
+            return (APIError(.internalServerError, code: "generation_failed", message: "\(error)"), .failed)
+        }
     }
 }

@@ -30,7 +30,7 @@ public func buildRouter(service: ImageService) -> Router<BasicRequestContext> {
         switch service.readiness {
         case .ready:
             var body = ["status": "ready"]
-            if let warmup = service.warmup { body["model"] = warmup.modelName }
+            if let warmup = service.warmup { body["model"] = warmup.model }
             return try jsonResponse(body)
         case .starting:
             var response = try jsonResponse(["status": "starting"], status: .serviceUnavailable)
@@ -52,7 +52,7 @@ public func buildRouter(service: ImageService) -> Router<BasicRequestContext> {
             }
             limit = value
         }
-        let rows = try service.recorder.latestRequests(limit: limit)
+        let rows = try service.store.latestRequests(limit: limit)
         return try jsonResponse(["requests": rows])
     }
     router.get("/metrics") { _, _ in

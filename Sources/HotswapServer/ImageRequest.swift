@@ -1,198 +1,107 @@
-// POST /v1/images: the JSON body, parsed field by field so every error names its field.
+// POST /v1/images: the JSON body, read field by field so every error names its field. Only the
+// JSON shape is checked here (types, names, unknown fields); every value check is the engine's one
+// validator (`GenerationRequest.validate` / `Renderer.prepare`), shared with the CLI.
 import Foundation
+import HotswapLoRA
+import HotswapModels
 import HotswapPipeline
 
-/// A JSON value that keeps booleans, integers and other numbers apart (JSONSerialization on Linux
-/// would read `true` as 1).
-enum JSONValue: Decodable, Equatable {
-    case null
-    case bool(Bool)
-    case integer(Int64)
-    case unsigned(UInt64)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null; return }
-        if let value = try? container.decode(Bool.self) { self = .bool(value); return }
-        if let value = try? container.decode(Int64.self) { self = .integer(value); return }
-        if let value = try? container.decode(UInt64.self) { self = .unsigned(value); return }
-        if let value = try? container.decode(Double.self) { self = .number(value); return }
-        if let value = try? container.decode(String.self) { self = .string(value); return }
-        if let value = try? container.decode([JSONValue].self) { self = .array(value); return }
-        if let value = try? container.decode([String: JSONValue].self) { self = .object(value); return }
-        throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a JSON value")
-    }
-
-    var typeName: String {
-        switch self {
-        case .null: return "null"
-        case .bool: return "a boolean"
-        case .integer, .unsigned, .number: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
-
-    static func parse(_ data: Data) throws -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw APIError.invalidJSON("the body is not valid JSON")
-        }
-    }
-}
-
-/// The limits `hotswap serve` enforces on top of the engine's own checks.
-public struct ImageLimits: Sendable {
-    public var maxSteps: Int
-    public var maxPixels: Int
-
-    public init(maxSteps: Int = 150, maxPixels: Int = 1024 * 1024) {
-        self.maxSteps = maxSteps
-        self.maxPixels = maxPixels
-    }
-}
-
-/// The body of POST /v1/images, checked but not yet resolved against the model.
-struct ImageRequestBody: Equatable {
-    var prompt: String
-    var negativePrompt: String?
-    var adapters: [AdapterRef] = []
-    var steps: Int?
-    var guidance: Float?
-    var seed: UInt64?
-    var width: Int?
-    var height: Int?
-    var scheduler: SchedulerName?
-    var clipSkip: Int?
-
+enum ImageRequestBody {
     static let knownFields: Set<String> = ["prompt", "negative_prompt", "adapter", "adapters", "steps", "guidance",
                                            "seed", "width", "height", "scheduler", "clip_skip"]
 
-    /// Parses and checks the body; `queryAdapter` is `?adapter=NAME`.
-    static func parse(_ data: Data, queryAdapter: String?, limits: ImageLimits) throws -> ImageRequestBody {
-        guard case .object(let fields) = try JSONValue.parse(data) else {
-            throw APIError.invalidJSON("the body must be a JSON object")
+    /// Parses the body into an engine request (a random seed when none was given); `queryAdapter`
+    /// is `?adapter=NAME`.
+    static func parse(_ data: Data, queryAdapter: String?) throws -> GenerationRequest {
+        let json: JSONValue
+        do { json = try JSONParser.parse(data) } catch {
+            throw APIError.invalidJSON("the body is not valid JSON: \(error)")
         }
+        guard let members = json.objectMembers else { throw APIError.invalidJSON("the body must be a JSON object") }
+        // The strict parser refuses duplicate keys, so this is a plain map.
+        let fields = Dictionary(uniqueKeysWithValues: members.map { ($0.key, $0.value) })
         if let unknown = fields.keys.sorted().first(where: { !knownFields.contains($0) }) {
-            throw APIError.invalidField(unknown, "unknown field '\(unknown)'")
+            throw APIError.invalidField(unknown, "unknown field '\(unknown.prefix(64))'")
         }
         guard let promptValue = fields["prompt"], promptValue != .null else {
             throw APIError.invalidField("prompt", "prompt is required")
         }
-        var body = ImageRequestBody(prompt: try string(promptValue, field: "prompt"))
-        body.negativePrompt = try fields["negative_prompt"].flatMap { try optionalString($0, field: "negative_prompt") }
-
-        // Adapters: "adapter": NAME, or "adapters": [{"name", "scale"}], or ?adapter=NAME.
-        if let single = fields["adapter"], single != .null {
-            if let list = fields["adapters"], list != .null {
-                throw APIError.invalidField("adapters", "give either adapter or adapters, not both")
+        var request = GenerationRequest(prompt: try string(promptValue, field: "prompt"))
+        request.negativePrompt = try fields["negative_prompt"].flatMap { try optionalString($0, field: "negative_prompt") }
+        request.adapters = try adapters(fields, queryAdapter: queryAdapter)
+        if let value = present(fields["steps"]) { request.steps = try integer(value, field: "steps") }
+        if let value = present(fields["guidance"]) { request.guidance = Float(try number(value, field: "guidance")) }
+        if let value = present(fields["seed"]) {
+            guard let seed = value.uint64 else {
+                throw APIError.invalidField("seed", "seed must be an integer in 0...\(UInt64.max), got \(value.brief)")
             }
-            let name = try string(single, field: "adapter")
-            try checkName(name, field: "adapter")
-            body.adapters = [AdapterRef(name: name)]
-        } else if let list = fields["adapters"], list != .null {
-            guard case .array(let items) = list else {
-                throw APIError.invalidField("adapters", "adapters must be an array of {\"name\", \"scale\"}, got \(list.typeName)")
-            }
-            guard items.count <= 8 else { throw APIError.invalidField("adapters", "at most 8 adapters per request") }
-            for (i, item) in items.enumerated() {
-                let path = "adapters[\(i)]"
-                guard case .object(let entry) = item else {
-                    throw APIError.invalidField(path, "\(path) must be an object {\"name\", \"scale\"}, got \(item.typeName)")
-                }
-                if let unknown = entry.keys.sorted().first(where: { $0 != "name" && $0 != "scale" }) {
-                    throw APIError.invalidField("\(path).\(unknown)", "unknown field '\(unknown)' in \(path)")
-                }
-                guard let nameValue = entry["name"] else { throw APIError.invalidField("\(path).name", "\(path).name is required") }
-                let name = try string(nameValue, field: "\(path).name")
-                try checkName(name, field: "\(path).name")
-                var scale: Float = 1
-                if let scaleValue = entry["scale"], scaleValue != .null {
-                    let value = try number(scaleValue, field: "\(path).scale")
-                    guard value.isFinite, abs(value) <= 16 else {
-                        throw APIError.invalidField("\(path).scale", "\(path).scale must be a number in -16...16, got \(value)")
-                    }
-                    scale = Float(value)
-                }
-                if body.adapters.contains(where: { $0.name == name }) {
-                    throw APIError.invalidField("\(path).name", "adapter '\(name)' is listed twice")
-                }
-                body.adapters.append(AdapterRef(name: name, scale: scale))
-            }
+            request.seed = seed
         }
-        if let queryAdapter {
-            try checkName(queryAdapter, field: "adapter")
-            if body.adapters.isEmpty {
-                body.adapters = [AdapterRef(name: queryAdapter)]
-            } else if !body.adapters.contains(where: { $0.name == queryAdapter }) {
-                throw APIError.invalidField("adapter", "the query parameter adapter=\(queryAdapter) is not among the body's adapters")
-            }
-        }
-
-        if let value = fields["steps"], value != .null {
-            let steps = try integer(value, field: "steps")
-            guard steps >= 1, steps <= Int64(limits.maxSteps) else {
-                throw APIError.invalidField("steps", "steps must be in 1...\(limits.maxSteps), got \(steps)")
-            }
-            body.steps = Int(steps)
-        }
-        if let value = fields["guidance"], value != .null {
-            let guidance = try number(value, field: "guidance")
-            guard guidance.isFinite, guidance >= 0, guidance <= 100 else {
-                throw APIError.invalidField("guidance", "guidance must be a number in 0...100, got \(guidance)")
-            }
-            body.guidance = Float(guidance)
-        }
-        if let value = fields["seed"], value != .null {
-            switch value {
-            case .integer(let seed) where seed >= 0: body.seed = UInt64(seed)
-            case .unsigned(let seed): body.seed = seed
-            default:
-                throw APIError.invalidField("seed", "seed must be an integer in 0...\(UInt64.max), got \(describe(value))")
-            }
-        }
-        for field in ["width", "height"] {
-            guard let value = fields[field], value != .null else { continue }
-            let size = try integer(value, field: field)
-            guard size > 0, size % 8 == 0, size <= 8192 else {
-                throw APIError.invalidField(field, "\(field) must be a positive multiple of 8 (at most 8192), got \(size)")
-            }
-            if field == "width" { body.width = Int(size) } else { body.height = Int(size) }
-        }
-        if let value = fields["scheduler"], value != .null {
+        if let value = present(fields["width"]) { request.width = try integer(value, field: "width") }
+        if let value = present(fields["height"]) { request.height = try integer(value, field: "height") }
+        if let value = present(fields["scheduler"]) {
             let name = try string(value, field: "scheduler")
             guard let scheduler = SchedulerName(rawValue: name) else {
                 throw APIError.invalidField("scheduler", "unknown scheduler '\(name.prefix(64))'; choose one of \(SchedulerName.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            body.scheduler = scheduler
+            request.scheduler = scheduler
         }
-        if let value = fields["clip_skip"], value != .null {
-            let clipSkip = try integer(value, field: "clip_skip")
-            guard clipSkip >= 0, clipSkip < 64 else {
-                throw APIError.invalidField("clip_skip", "clip_skip must be a small non-negative integer, got \(clipSkip)")
-            }
-            body.clipSkip = Int(clipSkip)
-        }
-        return body
-    }
-
-    /// The engine request (a random seed when none was given).
-    func generationRequest() -> GenerationRequest {
-        var request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt,
-                                        seed: seed ?? TorchGenerator.randomSeed(), width: width, height: height,
-                                        scheduler: scheduler, clipSkip: clipSkip)
-        if let steps { request.steps = steps }
-        if let guidance { request.guidance = guidance }
+        if let value = present(fields["clip_skip"]) { request.clipSkip = try integer(value, field: "clip_skip") }
         return request
     }
 
+    /// "adapter": NAME, or "adapters": [{"name", "scale"}], or ?adapter=NAME.
+    static func adapters(_ fields: [String: JSONValue], queryAdapter: String?) throws -> [AdapterSpec] {
+        var adapters: [AdapterSpec] = []
+        if let single = present(fields["adapter"]) {
+            if present(fields["adapters"]) != nil {
+                throw APIError.invalidField("adapters", "give either adapter or adapters, not both")
+            }
+            let name = try string(single, field: "adapter")
+            try checkName(name, field: "adapter")
+            adapters = [AdapterSpec(name: name)]
+        } else if let list = present(fields["adapters"]) {
+            guard case .array(let items) = list else {
+                throw APIError.invalidField("adapters", "adapters must be an array of {\"name\", \"scale\"}, got \(list.kindName)")
+            }
+            for (i, item) in items.enumerated() {
+                let path = "adapters[\(i)]"
+                guard let entry = item.objectMembers else {
+                    throw APIError.invalidField(path, "\(path) must be an object {\"name\", \"scale\"}, got \(item.kindName)")
+                }
+                if let unknown = entry.map(\.key).sorted().first(where: { $0 != "name" && $0 != "scale" }) {
+                    throw APIError.invalidField("\(path).\(unknown.prefix(64))", "unknown field '\(unknown.prefix(64))' in \(path)")
+                }
+                guard let nameValue = entry.first(where: { $0.key == "name" })?.value else {
+                    throw APIError.invalidField("\(path).name", "\(path).name is required")
+                }
+                let name = try string(nameValue, field: "\(path).name")
+                try checkName(name, field: "\(path).name")
+                var scale: Float = 1
+                if let scaleValue = present(entry.first(where: { $0.key == "scale" })?.value) {
+                    scale = Float(try number(scaleValue, field: "\(path).scale"))
+                }
+                adapters.append(AdapterSpec(name: name, scale: scale))
+            }
+        }
+        if let queryAdapter {
+            try checkName(queryAdapter, field: "adapter")
+            if adapters.isEmpty {
+                adapters = [AdapterSpec(name: queryAdapter)]
+            } else if !adapters.contains(where: { $0.name == queryAdapter }) {
+                throw APIError.invalidField("adapter", "the query parameter adapter=\(queryAdapter) is not among the body's adapters")
+            }
+        }
+        return adapters
+    }
+
     // MARK: Field readers
+
+    /// A field that is there and not null.
+    static func present(_ value: JSONValue?) -> JSONValue? {
+        guard let value, value != .null else { return nil }
+        return value
+    }
 
     static func checkName(_ name: String, field: String) throws {
         guard AdapterName.isValid(name) else { throw APIError.invalidAdapterName(name, field: field) }
@@ -200,10 +109,7 @@ struct ImageRequestBody: Equatable {
 
     static func string(_ value: JSONValue, field: String) throws -> String {
         guard case .string(let text) = value else {
-            throw APIError.invalidField(field, "\(field) must be a string, got \(value.typeName)")
-        }
-        guard text.utf8.count <= 16 * 1024 else {
-            throw APIError.invalidField(field, "\(field) is longer than 16 KiB")
+            throw APIError.invalidField(field, "\(field) must be a string, got \(value.kindName)")
         }
         return text
     }
@@ -212,31 +118,23 @@ struct ImageRequestBody: Equatable {
         value == .null ? nil : try string(value, field: field)
     }
 
-    static func integer(_ value: JSONValue, field: String) throws -> Int64 {
-        switch value {
-        case .integer(let int): return int
-        case .unsigned: throw APIError.invalidField(field, "\(field) is out of range")
-        case .number(let double) where double.rounded() == double && abs(double) < 1e15: return Int64(double)
-        default: throw APIError.invalidField(field, "\(field) must be an integer, got \(describe(value))")
+    /// An integer field; a whole number written with a fraction or exponent (8.0, 1e2) counts.
+    static func integer(_ value: JSONValue, field: String) throws -> Int {
+        if let int = value.int64 { return Int(int) }
+        if case .number(let text) = value {
+            if let double = value.double, double.rounded() == double, abs(double) < 1e15 { return Int(double) }
+            if !text.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }) {
+                throw APIError.invalidField(field, "\(field) is out of range, got \(value.brief)")
+            }
         }
+        throw APIError.invalidField(field, "\(field) must be an integer, got \(value.brief)")
     }
 
     static func number(_ value: JSONValue, field: String) throws -> Double {
-        switch value {
-        case .integer(let int): return Double(int)
-        case .unsigned(let uint): return Double(uint)
-        case .number(let double): return double
-        default: throw APIError.invalidField(field, "\(field) must be a number, got \(value.typeName)")
+        guard let double = value.double else {
+            throw APIError.invalidField(field, "\(field) must be a number, got \(value.kindName)")
         }
-    }
-
-    static func describe(_ value: JSONValue) -> String {
-        switch value {
-        case .integer(let int): return String(int)
-        case .unsigned(let uint): return String(uint)
-        case .number(let double): return String(double)
-        default: return value.typeName
-        }
+        return double
     }
 }
 

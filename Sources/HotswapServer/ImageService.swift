@@ -1,6 +1,7 @@
 // The state behind the routes: readiness, the job queue, metrics, timing rows, logs.
 import Foundation
 import HotswapPipeline
+import HotswapStore
 import Hummingbird
 import Logging
 import NIOCore
@@ -16,21 +17,22 @@ public enum Readiness: Sendable, Equatable {
 public final class ImageService: @unchecked Sendable {
     public let configuration: ServerConfiguration
     public let generator: any ImageGenerating
-    public let recorder: any TimingRecording
+    /// The timing database (rows of every request and of the start-up).
+    public let store: TimingStore
     public let metrics: ServerMetrics
     public let queue: JobQueue
     let logger: Logger
     private let lock = NSLock()
     private var _readiness: Readiness = .starting
-    private var _warmup: WarmupReport?
+    private var _warmup: WarmupRecord?
     /// Recent job durations (ms), for Retry-After.
     private var recentJobMs: [Double] = []
 
-    public init(configuration: ServerConfiguration, generator: any ImageGenerating, recorder: any TimingRecording,
+    public init(configuration: ServerConfiguration, generator: any ImageGenerating, store: TimingStore,
                 metrics: ServerMetrics = ServerMetrics(), logger: Logger = Logger(label: "hotswap.server")) {
         self.configuration = configuration
         self.generator = generator
-        self.recorder = recorder
+        self.store = store
         self.metrics = metrics
         self.logger = logger
         self.queue = JobQueue(depth: configuration.queueDepth, timeout: configuration.requestTimeout)
@@ -39,7 +41,7 @@ public final class ImageService: @unchecked Sendable {
     }
 
     public var readiness: Readiness { lock.withLock { _readiness } }
-    public var warmup: WarmupReport? { lock.withLock { _warmup } }
+    public var warmup: WarmupRecord? { lock.withLock { _warmup } }
 
     func setReadiness(_ state: Readiness) {
         lock.withLock { _readiness = state }
@@ -61,15 +63,15 @@ public final class ImageService: @unchecked Sendable {
         logger.info("loading the base model and warming up", metadata: ["preload": .array(preload.map { .string($0) })])
         do {
             let report = try await queue.runExclusive { try generator.warmUp(preload: preload) }
-            try recorder.recordWarmup(report)
+            try store.recordWarmup(report)
             lock.withLock { _warmup = report }
             setReadiness(.ready)
             logger.info("ready", metadata: [
-                "model": .string(report.modelName),
-                "base_load_ms": .string(format(report.baseLoadMs)),
-                "page_cache": .string(report.pageCache),
-                "adapter_load_ms": .string(format(report.adapterLoadMs)),
-                "warmup_ms": .string(format(report.warmupMs)),
+                "model": .string(report.model),
+                "base_load_ms": .string(format(report.weightsLoadMs)),
+                "page_cache": .string(report.pageCache ?? "mixed"),
+                "adapter_load_ms": .string(format(report.adapterLoadMs ?? 0)),
+                "warmup_ms": .string(format(report.firstPassMs ?? 0)),
             ])
         } catch {
             setReadiness(.failed("\(error)"))
@@ -89,7 +91,7 @@ public final class ImageService: @unchecked Sendable {
     public func finishShutdown() {
         setReadiness(.stopping)
         queue.stop()
-        recorder.close()
+        store.close()
         logger.info("worker stopped, timing database closed")
     }
 
@@ -99,6 +101,15 @@ public final class ImageService: @unchecked Sendable {
         let typical = lock.withLock { recentJobMs.isEmpty ? 1000 : recentJobMs.reduce(0, +) / Double(recentJobMs.count) }
         let waiting = Double(queue.waiting + 1)
         return max(1, Int((typical * waiting / 1000).rounded(.up)))
+    }
+
+    /// Writes a request's timing row; a failing database is logged, never the request's failure.
+    func record(_ row: RequestRecord) {
+        do {
+            try store.recordRequest(row)
+        } catch {
+            logger.error("cannot record timing row: \(error)")
+        }
     }
 
     func noteJobDuration(_ ms: Double) {

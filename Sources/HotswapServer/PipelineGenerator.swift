@@ -1,107 +1,104 @@
-// The real engine behind the server: StableDiffusionPipeline plus an adapter backend.
+// The real engine behind the server: a Renderer (base model + AdapterManager) loaded at warm-up.
 import Foundation
-import HotswapModels
+import HotswapLoRA
 import HotswapPipeline
-
-/// Adapter handling as the generator needs it; `LoRAAdapterBackend` wraps HotswapLoRA's
-/// AdapterManager. Threading: `load`/`preload`/`activate` run on the worker thread only.
-public protocol AdapterBackend: AnyObject, Sendable {
-    /// Called once on the worker thread with the loaded base model.
-    func attach(model: StableDiffusionModel) throws
-    /// Loads adapters into the cache; returns the milliseconds spent.
-    func preload(_ names: [String]) throws -> Double
-    /// Makes `adapters` the active set (unloading the previous one).
-    func activate(_ adapters: [AdapterRef]) throws -> SwapSummary
-    func list() throws -> [AdapterDescription]
-    func describe(named name: String) throws -> AdapterDescription?
-    func validate(at url: URL, name: String) throws -> AdapterDescription
-    /// (name, A1111 short hash) of the active adapters, for the infotext's "Lora hashes".
-    func loraHashes() -> [LoraHash]
-    func changed(named name: String)
-}
+import HotswapStore
 
 public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     public let modelDirectory: URL
-    public let adapters: any AdapterBackend
+    public let adapterOptions: Renderer.AdapterOptions
+    public let limits: RequestLimits
     /// Steps of the warm-up pass (at the model's default size, with guidance, as a real request).
     public let warmupSteps: Int
 
     private let lock = NSLock()
-    private var pipeline: StableDiffusionPipeline?     // set once by warmUp, guarded by lock
+    private var renderer: Renderer?     // set once by warmUp, guarded by lock
 
-    public init(modelDirectory: URL, adapters: any AdapterBackend, warmupSteps: Int = 1) {
+    /// Adapters are only ever `<adaptersDirectory>/<name>.safetensors` (never a path).
+    public init(modelDirectory: URL, adaptersDirectory: URL, cacheLimitBytes: Int = 2 << 30, mode: LoRAMode = .fuse,
+                limits: RequestLimits, warmupSteps: Int = 1) {
         self.modelDirectory = modelDirectory
-        self.adapters = adapters
+        adapterOptions = Renderer.AdapterOptions(directory: adaptersDirectory, allowsPaths: false,
+                                                 cacheLimitBytes: cacheLimitBytes, mode: mode)
+        self.limits = limits
         self.warmupSteps = warmupSteps
     }
 
-    public var modelName: String { lock.withLock { pipeline?.model.name } ?? modelDirectory.standardizedFileURL.lastPathComponent }
+    var adaptersDirectory: URL { adapterOptions.directory! }
 
-    public func warmUp(preload: [String]) throws -> WarmupReport {
-        let pageCache = PageCache.describe(modelDirectory: modelDirectory)
-        var start = DispatchTime.now()
-        let model = try StableDiffusionModel(directory: modelDirectory)
-        let baseLoadMs = elapsedMs(since: start)
-        let pipeline = StableDiffusionPipeline(model: model)
-        try adapters.attach(model: model)
-        let adapterLoadMs = try adapters.preload(preload)
-
-        start = DispatchTime.now()
-        let request = GenerationRequest(prompt: "warm-up", steps: warmupSteps, seed: 0)
-        if model.defaultScheduler == nil {
-            // A model whose own scheduler is not implemented still serves requests that name one.
-            var named = request
-            named.scheduler = .euler
-            _ = try pipeline.generate(named)
-        } else {
-            _ = try pipeline.generate(request)
-        }
-        let warmupMs = elapsedMs(since: start)
-        lock.withLock { self.pipeline = pipeline }
-        return WarmupReport(modelName: model.name, baseLoadMs: baseLoadMs, pageCache: pageCache, preloaded: preload,
-                            adapterLoadMs: adapterLoadMs, warmupMs: warmupMs)
+    public func warmUp(preload: [String]) throws -> WarmupRecord {
+        let (renderer, record) = try Renderer.load(modelDirectory: modelDirectory, adapters: adapterOptions, limits: limits,
+                                                   preload: preload, warmupSteps: warmupSteps)
+        lock.withLock { self.renderer = renderer }
+        return record
     }
 
-    private func loadedPipeline() throws -> StableDiffusionPipeline {
-        guard let pipeline = lock.withLock({ self.pipeline }) else {
-            throw AdapterValidationError("the base model is not loaded yet")
-        }
-        return pipeline
+    private var loaded: Renderer? { lock.withLock { renderer } }
+
+    private func loadedRenderer() throws -> Renderer {
+        guard let renderer = loaded else { throw AdapterValidationError("the base model is not loaded yet; retry when /readyz answers 200") }
+        return renderer
     }
 
-    public func resolve(_ request: GenerationRequest) throws -> (width: Int, height: Int, scheduler: SchedulerName) {
-        try loadedPipeline().resolve(request)
+    public func prepare(_ request: GenerationRequest) throws -> ResolvedRequest {
+        try loadedRenderer().prepare(request)
     }
 
-    public func generate(_ job: ImageJob, shouldContinue: @escaping () -> Bool) throws -> GenerationOutcome {
-        let pipeline = try loadedPipeline()
-        let swap = try adapters.activate(job.adapters)
-        let image = try pipeline.generate(job.request) { _, _ in shouldContinue() }
-        return GenerationOutcome(width: image.width, height: image.height, rgb: image.rgb, seed: image.seed,
-                                 scheduler: image.scheduler,
-                                 timings: ImageTimings(textEncodeMs: image.timings.textEncodeMs, denoiseMs: image.timings.denoiseMs,
-                                                       decodeMs: image.timings.decodeMs),
-                                 swap: swap, loraHashes: adapters.loraHashes())
+    public func render(_ request: ResolvedRequest, record: inout RequestRecord,
+                       shouldContinue: @escaping () -> Bool) throws -> RenderedImage {
+        try loadedRenderer().render(request, record: &record) { _, _ in shouldContinue() }
     }
 
-    public func listAdapters() throws -> [AdapterDescription] { try adapters.list() }
-    public func describeAdapter(named name: String) throws -> AdapterDescription? { try adapters.describe(named: name) }
-    public func validateAdapter(at url: URL, name: String) throws -> AdapterDescription { try adapters.validate(at: url, name: name) }
-    public func adapterChanged(named name: String) { adapters.changed(named: name) }
-}
+    // MARK: Adapters
 
-func elapsedMs(since start: DispatchTime) -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
-}
-
-/// Lists adapter files in a directory (the listing every backend shares).
-enum AdapterDirectory {
-    static func names(in directory: URL) -> [String] {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+    public func listAdapters() throws -> [AdapterDescription] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: adaptersDirectory.path)) ?? []
         return files.filter { $0.hasSuffix(".safetensors") }
             .map { String($0.dropLast(".safetensors".count)) }
             .filter(AdapterName.isValid)
             .sorted()
+            .compactMap { try? describeAdapter(named: $0) }
+    }
+
+    public func describeAdapter(named name: String) throws -> AdapterDescription? {
+        guard let url = AdapterName.fileURL(for: name, in: adaptersDirectory), FileManager.default.fileExists(atPath: url.path) else {
+            return nil
+        }
+        let info: AdapterInfo?
+        if let renderer = loaded {
+            info = try? renderer.adapters.inspect(url: url)
+        } else {
+            info = try? AdapterInfo(file: AdapterFile(url: url), name: name)
+        }
+        guard let info else {
+            // A file put there by hand that does not parse: listed, so it can be found and deleted.
+            return AdapterDescription(name: name, format: "invalid", rank: nil, alpha: nil, targets: [], size: Self.size(of: url))
+        }
+        return Self.description(info, name: name, size: Self.size(of: url))
+    }
+
+    public func validateAdapter(at url: URL, name: String) throws -> AdapterDescription {
+        let renderer = try loadedRenderer()
+        do {
+            var info = try renderer.adapters.validate(url: url)
+            info.cached = false
+            info.active = false
+            return Self.description(info, name: name, size: Self.size(of: url))
+        } catch let error as LoRAError {
+            throw AdapterValidationError(error.description)
+        } catch {
+            throw AdapterValidationError("\(error)")
+        }
+    }
+
+    public func adapterChanged(named name: String) {
+        loaded?.adapters.evict(name: name)
+    }
+
+    static func description(_ info: AdapterInfo, name: String, size: Int64) -> AdapterDescription {
+        AdapterDescription(name: name, format: info.format.rawValue, rank: info.rank > 0 ? info.rank : nil,
+                           alpha: info.rank > 0 ? Double(info.alpha) : nil,
+                           targets: info.targets.keys.sorted(), size: size, cached: info.cached, active: info.active)
     }
 
     static func size(of url: URL) -> Int64 {

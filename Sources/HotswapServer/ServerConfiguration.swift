@@ -1,4 +1,5 @@
 import Foundation
+import HotswapPipeline
 
 /// Everything `hotswap serve` is told on its command line (bar the model, which the generator owns).
 public struct ServerConfiguration: Sendable {
@@ -10,7 +11,8 @@ public struct ServerConfiguration: Sendable {
     public var queueDepth: Int
     /// A job waiting longer than this (seconds) is dropped with 503; 0 waits forever.
     public var requestTimeout: TimeInterval
-    public var limits: ImageLimits
+    /// The server's --max-steps and --max-pixels, checked by the engine's one validator.
+    public var limits: RequestLimits
     /// Adapters loaded into the cache before the server reports ready.
     public var preload: [String]
     /// Largest JSON body of POST /v1/images.
@@ -19,7 +21,7 @@ public struct ServerConfiguration: Sendable {
     public var maxAdapterBytes: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, adaptersDirectory: URL,
-                queueDepth: Int = 8, requestTimeout: TimeInterval = 300, limits: ImageLimits = ImageLimits(),
+                queueDepth: Int = 8, requestTimeout: TimeInterval = 300, limits: RequestLimits = RequestLimits(maxSteps: 150, maxPixels: 1024 * 1024),
                 preload: [String] = [], maxBodyBytes: Int = 64 * 1024, maxAdapterBytes: Int = 512 * 1024 * 1024) {
         self.host = host
         self.port = port

@@ -1,5 +1,6 @@
 // GET /metrics: Prometheus text format from swift-prometheus.
 import Foundation
+import HotswapStore
 import Prometheus
 
 public final class ServerMetrics: Sendable {
@@ -11,7 +12,7 @@ public final class ServerMetrics: Sendable {
     let queueDepth: Gauge
     let ready: Gauge
     let swaps: Counter
-    private let cacheCounters: [SwapSummary.Cache: Counter]
+    private let cacheCounters: [CacheOutcome: Counter]
 
     /// Outcomes counted by `hotswap_requests_total{outcome=...}`.
     public enum Outcome: String, CaseIterable, Sendable {
@@ -50,8 +51,8 @@ public final class ServerMetrics: Sendable {
         swaps = registry.makeCounter(
             descriptor: .init(namespace: "hotswap", metricName: "adapter_swaps", unitName: "total",
                               helpText: "Jobs that changed the active adapter set"))
-        var cache: [SwapSummary.Cache: Counter] = [:]
-        for result in [SwapSummary.Cache.hit, .miss, .reuse, .none] {
+        var cache: [CacheOutcome: Counter] = [:]
+        for result in [CacheOutcome.hit, .miss, .reuse, .none] {
             cache[result] = registry.makeCounter(
                 descriptor: .init(namespace: "hotswap", metricName: "adapter_cache", unitName: "total",
                                   helpText: "Adapter activations by cache result"),
@@ -82,13 +83,14 @@ public final class ServerMetrics: Sendable {
         outcomeCounters[outcome]?.increment()
     }
 
-    func recordJob(queueMs: Double, swap: SwapSummary, inferenceMs: Double) {
-        queueSeconds.record(queueMs / 1000)
+    /// A job that produced an image: its queue, swap and inference times and its cache result.
+    func recordJob(_ record: RequestRecord) {
+        let swap = record.swap ?? SwapReport(cache: .none)
+        queueSeconds.record((record.queueMs ?? 0) / 1000)
         swapSeconds.record(swap.totalMs / 1000)
-        inferenceSeconds.record(inferenceMs / 1000)
+        inferenceSeconds.record((record.generation?.inferenceMs ?? 0) / 1000)
         cacheCounters[swap.cache]?.increment()
-        // A swap: a new set applied, or the previous set unloaded for a request without adapters.
-        if swap.cache == .hit || swap.cache == .miss || (swap.cache == .none && swap.unloadMs > 0) { swaps.increment() }
+        if swap.changedWeights { swaps.increment() }
     }
 
     func recordQueueWait(ms: Double) {

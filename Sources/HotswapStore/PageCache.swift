@@ -35,6 +35,11 @@ public enum PageCache {
         return fraction >= 0.9 ? "warm" : fraction < 0.1 ? "cold" : nil
     }
 
+    /// The label for a diffusers model folder's weight files (see `label(paths:)`).
+    public static func label(modelDirectory: URL) -> String? {
+        label(paths: modelWeightFiles(modelDirectory))
+    }
+
     /// The weight files of a diffusers model folder.
     public static func modelWeightFiles(_ directory: URL) -> [String] {
         ["unet", "text_encoder", "vae"].flatMap { component -> [String] in

@@ -3,6 +3,7 @@ import Foundation
 import HotswapCore
 import HotswapLoRA
 import HotswapPipeline
+import HotswapStore
 
 /// `hotswap bench swap`: adapter swap times on one model; prints one JSON object of medians.
 struct SwapBench: ParsableCommand {

@@ -3,19 +3,23 @@ import Foundation
 import HotswapCore
 
 @main
-struct Hotswap: ParsableCommand {
+struct Hotswap: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hotswap",
         abstract: "Stable Diffusion on the CPU with LoRA adapters hot-swapped per request.",
         subcommands: [Render.self, Bench.self, Adapters.self, Serve.self])
 
     /// Every failure ends in one line on stderr and a non-zero exit (help and --version excepted).
-    static func main() {
+    static func main() async {
         // Before anything else: OpenBLAS may need this process restarted on the right kernels.
         BLASCoreSelection.applyAtStart()
         do {
             var command = try parseAsRoot()
-            try command.run()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch {
             let code = exitCode(for: error)
             if code == .success {

@@ -42,14 +42,6 @@ struct Render: ParsableCommand {
             }
             return parsed
         }
-        do { try GenerationRequest.validate(steps: steps, width: width, height: height) } catch { throw CLIError("\(error)") }
-        let outURL = URL(fileURLWithPath: out)
-        let outDir = outURL.deletingLastPathComponent()
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: outDir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw CLIError("output folder \(outDir.path) does not exist")
-        }
-
         guard let mode = LoRAMode(rawValue: loraMode) else {
             throw CLIError("unknown --lora-mode '\(loraMode)'; choose one of \(LoRAMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -58,6 +50,17 @@ struct Render: ParsableCommand {
         }
         let specs: [AdapterSpec]
         do { specs = try adapters.map(AdapterSpec.init(parsing:)) } catch { throw CLIError("\(error)") }
+        let request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidance: guidance,
+                                        seed: seed ?? TorchGenerator.randomSeed(), width: width, height: height,
+                                        scheduler: schedulerName, clipSkip: clipSkip, adapters: specs)
+        // The checks that need no model, before anything is loaded.
+        do { try request.validate(limits: .cli) } catch { throw CLIError("\(error)") }
+        let outURL = URL(fileURLWithPath: out)
+        let outDir = outURL.deletingLastPathComponent()
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: outDir.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIError("output folder \(outDir.path) does not exist")
+        }
         if let adaptersDir {
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: adaptersDir, isDirectory: &isDir), isDir.boolValue else {
@@ -66,89 +69,69 @@ struct Render: ParsableCommand {
         }
         let store: TimingStore?
         do { store = try timingsDb.map { try TimingStore(path: $0) } } catch { throw CLIError("\(error)") }
+        defer { store?.close() }
 
-        let loadStart = Date()
-        let requestStart = Date()
+        let total = Stopwatch()
         let modelURL = try modelOptions.resolveModel()
-        let pageCache = PageCache.label(paths: PageCache.modelWeightFiles(modelURL))
-        let model = try modelOptions.load()
-        let pipeline = StableDiffusionPipeline(model: model)
-        let weightsLoadMs = Date().timeIntervalSince(loadStart) * 1000
-        let warmupId = try store.map {
-            try $0.recordWarmup(WarmupRecord(model: model.name, startedAt: loadStart, weightsLoadMs: weightsLoadMs,
-                                             firstPassMs: nil, pageCache: pageCache))
+        let options = Renderer.AdapterOptions(
+            directory: adaptersDir.map { URL(fileURLWithPath: $0) } ?? EmbeddedModel.defaultAdaptersDirectory(),
+            allowsPaths: true, mode: mode, alphaConvention: alphaConvention)
+        let renderer: Renderer
+        do {
+            let (loaded, warmup) = try Renderer.load(modelDirectory: modelURL, adapters: options)
+            renderer = loaded
+            try store?.recordWarmup(warmup)
+        } catch {
+            throw CLIError("cannot load model \(modelURL.path): \(error)")
         }
-        var record = RequestRecord(createdAt: requestStart, warmupId: warmupId,
-                                   adapters: specs.map(\.description).joined(separator: ", "),
-                                   steps: steps, width: width, height: height, scheduler: scheduler, seed: seed)
+        let loadSeconds = total.elapsedMs / 1000
+
+        var record = RequestRecord(createdAt: Date(), adapters: request.adaptersLabel, steps: steps, width: width,
+                                   height: height, scheduler: scheduler, seed: request.seed)
         func fail(_ code: String, _ message: String) -> CLIError {
-            record.outcome = code
-            record.error = message
-            record.totalMs = Date().timeIntervalSince(requestStart) * 1000
+            record.fail(code, message)
+            record.totalMs = total.elapsedMs
             _ = try? store?.recordRequest(record)
             return CLIError(message)
         }
-        let manager = AdapterManager(model: model, adaptersDirectory: adaptersDir.map { URL(fileURLWithPath: $0) } ?? EmbeddedModel.defaultAdaptersDirectory(),
-                                     cacheLimitBytes: 1 << 30, mode: mode, alphaConvention: alphaConvention)
-        let swap: SwapReport
-        do { swap = try manager.activate(specs) } catch let error as LoRAError {
+        let resolved: ResolvedRequest
+        do { resolved = try renderer.prepare(request) } catch let error as LoRAError {
             throw fail(error.code, error.description)
+        } catch {
+            throw fail("invalid_request", "\(error)")
         }
-        record.cache = swap.cache.rawValue
-        record.swapUnloadMs = swap.unloadMs
-        record.swapLoadMs = swap.loadMs
-        record.swapApplyMs = swap.applyMs
-        record.swapMs = swap.totalMs
-        let request = GenerationRequest(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidance: guidance,
-                                        seed: seed ?? TorchGenerator.randomSeed(), width: width, height: height,
-                                        scheduler: schedulerName, clipSkip: clipSkip)
-        let resolved: (width: Int, height: Int, scheduler: SchedulerName)
-        do { resolved = try pipeline.resolve(request) } catch { throw fail("invalid_request", "\(error)") }
-        record.seed = request.seed
-        record.width = resolved.width
-        record.height = resolved.height
-        record.scheduler = resolved.scheduler.rawValue
-        let loadSeconds = Date().timeIntervalSince(loadStart)
-
         if !quiet && BLASCoreSelection.outcome.selectedBy == "auto" {
             FileHandle.standardError.write(Data("\(BLASCoreSelection.outcome)\n".utf8))
         }
         let bar = ProgressBar(quiet: quiet)
-        let image: GeneratedImage
+        let image: RenderedImage
         do {
-            image = try pipeline.generate(request) { step, total in
+            image = try renderer.render(resolved, record: &record) { step, total in
                 bar.update(step: step, total: total)
                 return true
             }
+        } catch let error as LoRAError {
+            throw fail(error.code, error.description)
         } catch {
             throw fail("generation_failed", "\(error)")
         }
-        let pngStart = Date()
-        let infotext = Infotext(prompt: prompt, negativePrompt: negativePrompt ?? "", steps: steps,
-                                sampler: resolved.scheduler.samplerLabel,
-                                cfgScale: Double(guidance), seed: image.seed, width: image.width, height: image.height,
-                                modelName: model.name, clipSkip: clipSkip.map { $0 + 1 },
-                                loraHashes: manager.loraHashes())
+        let write = Stopwatch()
         do {
-            try PNGWriter.write(rgb: image.rgb, width: image.width, height: image.height,
-                                text: [(key: "parameters", value: infotext.text)], to: outURL)
+            try PNGWriter.writeAtomically(image.png, to: outURL)
         } catch {
             throw fail("png_write_failed", "cannot write \(outURL.path): \(error)")
         }
-        let pngMs = Date().timeIntervalSince(pngStart) * 1000
-        record.textEncodeMs = image.timings.textEncodeMs
-        record.denoiseMs = image.timings.denoiseMs
-        record.decodeMs = image.timings.decodeMs
-        record.pngMs = pngMs
-        record.totalMs = Date().timeIntervalSince(requestStart) * 1000
+        record.pngMs = (record.pngMs ?? 0) + write.elapsedMs
+        record.totalMs = total.elapsedMs
         do { try store?.recordRequest(record) } catch { throw CLIError("\(error)") }
         if !quiet {
-            let t = image.timings
+            let t = record.generation ?? GenerationTimings()
+            let swap = record.swap ?? SwapReport(cache: .none)
             let lora = specs.isEmpty ? "" : String(format: ", lora %@ %.1f ms (%@)", specs.map(\.description).joined(separator: " "),
                                                    swap.totalMs, swap.cache.rawValue)
             let summary = String(format: "wrote %@ (%dx%d, seed %llu, %@, %d steps) load %.2f s%@, text %.0f ms, denoise %.0f ms, decode %.0f ms, png %.0f ms\n",
                                  outURL.path, image.width, image.height, image.seed, resolved.scheduler.rawValue, steps,
-                                 loadSeconds, lora, t.textEncodeMs, t.denoiseMs, t.decodeMs, pngMs)
+                                 loadSeconds, lora, t.textEncodeMs, t.denoiseMs, t.decodeMs, record.pngMs ?? 0)
             FileHandle.standardError.write(Data(summary.utf8))
         }
     }

@@ -2,10 +2,12 @@ import ArgumentParser
 import Foundation
 import HotswapCore
 import HotswapLoRA
+import HotswapPipeline
+import HotswapStore
 import HotswapServer
 import Logging
 
-struct Serve: ParsableCommand {
+struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve images over HTTP, with LoRA adapters hot-swapped per request.",
         discussion: """
@@ -53,7 +55,7 @@ struct Serve: ParsableCommand {
         return EmbeddedModel.defaultAdaptersDirectory() ?? URL(fileURLWithPath: "adapters")
     }
 
-    func run() throws {
+    func run() async throws {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = Logger.Level(rawValue: logLevel) ?? .info
@@ -63,22 +65,20 @@ struct Serve: ParsableCommand {
         let modelURL = try modelOptions.resolveModel()
         let adaptersURL = resolveAdaptersDirectory()
         try FileManager.default.createDirectory(at: adaptersURL, withIntermediateDirectories: true)
+        let limits = RequestLimits(maxSteps: maxSteps, maxPixels: maxPixels)
         let configuration = ServerConfiguration(
             host: host, port: port, adaptersDirectory: adaptersURL, queueDepth: queueDepth,
-            requestTimeout: requestTimeout, limits: ImageLimits(maxSteps: maxSteps, maxPixels: maxPixels),
-            preload: preload, maxAdapterBytes: maxAdapterMb * 1024 * 1024)
-        let recorder: any TimingRecording
+            requestTimeout: requestTimeout, limits: limits, preload: preload, maxAdapterBytes: maxAdapterMb * 1024 * 1024)
+        let store: TimingStore
         do {
-            recorder = try TimingStoreRecorder(path: db)
+            store = try TimingStore(path: db)
         } catch {
             throw CLIError("cannot open the timing database \(db): \(error)")
         }
-        let generator = PipelineGenerator(modelDirectory: modelURL,
-                                          adapters: makeAdapterBackend(adaptersDirectory: adaptersURL,
-                                                                       cacheLimitBytes: cacheMb * 1024 * 1024,
-                                                                       mode: LoRAMode(rawValue: loraMode) ?? .fuse),
-                                          warmupSteps: warmupSteps)
-        let service = ImageService(configuration: configuration, generator: generator, recorder: recorder, logger: logger)
+        let generator = PipelineGenerator(modelDirectory: modelURL, adaptersDirectory: adaptersURL,
+                                          cacheLimitBytes: cacheMb * 1024 * 1024,
+                                          mode: LoRAMode(rawValue: loraMode) ?? .fuse, limits: limits, warmupSteps: warmupSteps)
+        let service = ImageService(configuration: configuration, generator: generator, store: store, logger: logger)
         let blas = BLASCoreSelection.outcome
         service.metrics.recordBLASCore(core: blas.core, selectedBy: blas.selectedBy, detected: blas.detected)
         logger.info("\(blas)")
@@ -86,30 +86,11 @@ struct Serve: ParsableCommand {
             "model": .string(modelURL.path), "adapters": .string(adaptersURL.path), "db": .string(db),
             "address": .string("\(host):\(port)"), "queue_depth": .stringConvertible(queueDepth),
         ])
-
-        // ArgumentParser's root command is synchronous: run the server on the concurrency pool and wait.
-        let done = DispatchSemaphore(value: 0)
-        let failure = LockedBox<Error?>(nil)
-        Task {
-            do {
-                try await runServer(service: service, logger: logger)
-            } catch {
-                failure.set(error)
-            }
-            done.signal()
-        }
-        done.wait()
-        if let error = failure.get() {
+        do {
+            try await runServer(service: service, logger: logger)
+        } catch {
             throw CLIError("\(error)")
         }
         logger.info("stopped")
     }
-}
-
-final class LockedBox<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-    init(_ value: Value) { self.value = value }
-    func get() -> Value { lock.withLock { value } }
-    func set(_ newValue: Value) { lock.withLock { value = newValue } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HotswapStore
 import HotswapTestSupport
 import Testing
 import HotswapCore

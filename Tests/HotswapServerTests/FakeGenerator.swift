@@ -1,16 +1,20 @@
 import Foundation
 import HTTPTypes
+import HotswapLoRA
+import HotswapModels
 import HotswapPipeline
+import HotswapStore
 @testable import HotswapServer
 
 /// A fast stand-in for the engine: solid-colour images, a pretend adapter cache, and gates that
 /// hold warm-up or jobs so tests can fill the queue.
 final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     let adaptersDirectory: URL
+    let limits: RequestLimits
     private let lock = NSLock()
-    private var active: [AdapterRef] = []
+    private var active: [AdapterSpec] = []
     private var cache: Set<String> = []
-    private(set) var jobs: [ImageJob] = []
+    private(set) var jobs: [ResolvedRequest] = []
     /// When set, warm-up waits for it.
     let warmupGate: DispatchSemaphore?
     /// When set, each job waits for it (after it started).
@@ -19,8 +23,13 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     let jobStarted = DispatchSemaphore(value: 0)
     var failNext: Error?
 
-    init(adaptersDirectory: URL, warmupGate: DispatchSemaphore? = nil) {
+    /// What the fake "model" decides: 64x64 by default, a 12-layer text encoder, Euler.
+    static let facts = ModelFacts(defaultImageSize: 64, textEncoderLayers: 12,
+                                  schedulerConfig: { var config = SchedulerConfig(); config.className = "EulerDiscreteScheduler"; return config }())
+
+    init(adaptersDirectory: URL, limits: RequestLimits, warmupGate: DispatchSemaphore? = nil) {
         self.adaptersDirectory = adaptersDirectory
+        self.limits = limits
         self.warmupGate = warmupGate
     }
 
@@ -28,63 +37,79 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
 
     var jobCount: Int { lock.withLock { jobs.count } }
 
-    func warmUp(preload: [String]) throws -> WarmupReport {
+    func exists(_ name: String) -> Bool {
+        FileManager.default.fileExists(atPath: adaptersDirectory.appendingPathComponent(name + ".safetensors").path)
+    }
+
+    func warmUp(preload: [String]) throws -> WarmupRecord {
         warmupGate?.wait()
         for name in preload {
-            guard FileManager.default.fileExists(atPath: adaptersDirectory.appendingPathComponent(name + ".safetensors").path)
-            else { throw AdapterMissingError(name: name) }
+            guard exists(name) else { throw LoRAError.unknownAdapter(name: name, directory: adaptersDirectory.path, available: []) }
             _ = lock.withLock { cache.insert(name) }
         }
-        return WarmupReport(modelName: modelName, baseLoadMs: 1.5, pageCache: "warm", preloaded: preload,
-                            adapterLoadMs: 0.5, warmupMs: 2)
+        return WarmupRecord(model: modelName, startedAt: Date(), weightsLoadMs: 1.5, firstPassMs: 2, pageCache: "warm",
+                            preloaded: preload, adapterLoadMs: 0.5)
     }
 
-    func resolve(_ request: GenerationRequest) throws -> (width: Int, height: Int, scheduler: SchedulerName) {
-        let width = request.width ?? 64, height = request.height ?? 64
-        if let clipSkip = request.clipSkip, clipSkip >= 12 { throw GenerationError.invalidClipSkip(clipSkip, layers: 12) }
-        return (width, height, request.scheduler ?? .euler)
+    /// The engine's own validator, on the fake model's facts.
+    func prepare(_ request: GenerationRequest) throws -> ResolvedRequest {
+        let resolved = try request.resolve(for: Self.facts, limits: limits)
+        for adapter in request.adapters where !exists(adapter.name) {
+            throw LoRAError.unknownAdapter(name: adapter.name, directory: adaptersDirectory.path, available: [])
+        }
+        return resolved
     }
 
-    func generate(_ job: ImageJob, shouldContinue: @escaping () -> Bool) throws -> GenerationOutcome {
+    func render(_ job: ResolvedRequest, record: inout RequestRecord, shouldContinue: @escaping () -> Bool) throws -> RenderedImage {
         lock.withLock { jobs.append(job) }
         jobStarted.signal()
         if let gate = lock.withLock({ jobGate }) { gate.wait() }
         if let error = lock.withLock({ () -> Error? in defer { failNext = nil }; return failNext }) { throw error }
         guard shouldContinue() else { throw GenerationError.cancelled }
-        let swap: SwapSummary = try lock.withLock {
-            for adapter in job.adapters {
-                guard FileManager.default.fileExists(atPath: adaptersDirectory.appendingPathComponent(adapter.name + ".safetensors").path)
-                else { throw AdapterMissingError(name: adapter.name) }
+        let adapters = job.request.adapters
+        record.adapters = job.request.adaptersLabel
+        record.steps = job.request.steps
+        record.seed = job.request.seed
+        record.swap = try lock.withLock {
+            for adapter in adapters where !exists(adapter.name) {
+                throw LoRAError.unknownAdapter(name: adapter.name, directory: adaptersDirectory.path, available: [])
             }
-            let result: SwapSummary
-            if job.adapters == active {
-                result = SwapSummary(cache: job.adapters.isEmpty ? .none : .reuse)
-            } else if job.adapters.allSatisfy({ cache.contains($0.name) }) {
-                result = SwapSummary(cache: job.adapters.isEmpty ? .none : .hit, unloadMs: 1, applyMs: 2, totalMs: 3)
+            let result: SwapReport
+            if adapters == active {
+                result = SwapReport(cache: adapters.isEmpty ? .none : .reuse)
+            } else if adapters.allSatisfy({ cache.contains($0.name) }) {
+                result = SwapReport(cache: adapters.isEmpty ? .none : .hit, unloadMs: 1, applyMs: 2, totalMs: 3)
             } else {
-                result = SwapSummary(cache: .miss, unloadMs: 1, loadMs: 5, applyMs: 2, totalMs: 8)
+                result = SwapReport(cache: .miss, unloadMs: 1, loadMs: 5, applyMs: 2, totalMs: 8)
             }
-            active = job.adapters
-            for adapter in job.adapters { cache.insert(adapter.name) }
+            active = adapters
+            for adapter in adapters { cache.insert(adapter.name) }
             return result
         }
+        record.generation = GenerationTimings(textEncodeMs: 1, denoiseMs: 10, decodeMs: 2)
         let rgb = [UInt8](repeating: 128, count: job.width * job.height * 3)
-        return GenerationOutcome(width: job.width, height: job.height, rgb: rgb, seed: job.request.seed,
-                                 scheduler: job.scheduler,
-                                 timings: ImageTimings(textEncodeMs: 1, denoiseMs: 10, decodeMs: 2), swap: swap)
+        let infotext = Infotext(prompt: job.request.prompt, steps: job.request.steps, sampler: job.scheduler.samplerLabel,
+                                cfgScale: Double(job.request.guidance), seed: job.request.seed, width: job.width,
+                                height: job.height, modelName: modelName,
+                                extraParameters: adapters.isEmpty ? [] : [("Adapters", adapters.map(\.displayDescription).joined(separator: " "))])
+        let png = try PNGWriter.encode(rgb: rgb, width: job.width, height: job.height, text: [("parameters", infotext.text)])
+        return RenderedImage(png: png, width: job.width, height: job.height, seed: job.request.seed, scheduler: job.scheduler,
+                             infotext: infotext.text)
     }
 
     func listAdapters() throws -> [AdapterDescription] {
-        try AdapterDirectory.names(in: adaptersDirectory).compactMap { try describeAdapter(named: $0) }
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: adaptersDirectory.path)) ?? []
+        return try files.filter { $0.hasSuffix(".safetensors") }.map { String($0.dropLast(12)) }.sorted()
+            .compactMap { try describeAdapter(named: $0) }
     }
 
     func describeAdapter(named name: String) throws -> AdapterDescription? {
         let url = adaptersDirectory.appendingPathComponent(name + ".safetensors")
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let size = ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
         return lock.withLock {
             AdapterDescription(name: name, format: "fake", rank: 4, alpha: 4, targets: ["unet"],
-                               size: AdapterDirectory.size(of: url), cached: cache.contains(name),
-                               active: active.contains { $0.name == name })
+                               size: size, cached: cache.contains(name), active: active.contains { $0.name == name })
         }
     }
 

@@ -9,6 +9,7 @@ import Logging
 import HotswapTestSupport
 import Testing
 @testable import HotswapServer
+import HotswapStore
 
 /// The real thing: the server on a free port (0) with the fixture model, the real pipeline and
 /// the SQLite timing database.
@@ -20,14 +21,14 @@ struct LiveServerTests {
         let adapters = directory.appendingPathComponent("adapters")
         try FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
         let dbPath = directory.appendingPathComponent("timings.sqlite").path
-        let recorder = try TimingStoreRecorder(path: dbPath)
-        let generator = PipelineGenerator(modelDirectory: Fixtures.url("models/sd1-tiny"),
-                                          adapters: makeAdapterBackend(adaptersDirectory: adapters), warmupSteps: 1)
+        let store = try TimingStore(path: dbPath)
+        let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, adaptersDirectory: adapters, queueDepth: 2)
+        let generator = PipelineGenerator(modelDirectory: Fixtures.url("models/sd1-tiny"), adaptersDirectory: adapters,
+                                          limits: configuration.limits, warmupSteps: 1)
         var logger = Logger(label: "live")
         logger.logLevel = .warning
         let service = ImageService(
-            configuration: ServerConfiguration(host: "127.0.0.1", port: 0, adaptersDirectory: adapters, queueDepth: 2),
-            generator: generator, recorder: recorder, logger: logger)
+            configuration: configuration, generator: generator, store: store, logger: logger)
         let app = buildApplication(service: service, logger: logger)
 
         try await app.test(.ahc(.http)) { client in
@@ -122,16 +123,17 @@ struct LiveServerTests {
         }
 
         // The database was flushed and closed at shutdown; read it back.
-        let reopened = try TimingStoreRecorder(path: dbPath)
+        let reopened = try TimingStore(path: dbPath)
         defer { reopened.close() }
         let rows = try reopened.latestRequests(limit: 10)
         #expect(rows.count == 7)
         #expect(rows.last?.seed == 1234)
         #expect(rows.last?.width == 64 && rows.last?.height == 48 && rows.last?.steps == 3)
-        #expect(rows.allSatisfy { $0.outcome == "ok" && $0.status == 200 && $0.inferenceMs > 0 && !$0.requestID.isEmpty })
-        #expect(rows.reversed().map(\.cache) == ["none", "none", "miss", "reuse", "none", "hit", "miss"])
+        #expect(rows.allSatisfy { $0.outcome == "ok" && $0.status == 200 && ($0.generation?.inferenceMs ?? 0) > 0 && $0.requestId?.isEmpty == false })
+        #expect(rows.reversed().map { $0.swap?.cache.rawValue } == ["none", "none", "miss", "reuse", "none", "hit", "miss"])
         #expect(rows.reversed().map(\.adapters) == ["", "", "kohya:0.8", "kohya:0.8", "", "kohya:0.8", "peft:1"])
-        #expect(rows[4].loadMs > 0 && rows[4].swapMs >= rows[4].loadMs)
+        let swap = try #require(rows[4].swap)
+        #expect(swap.loadMs > 0 && swap.totalMs >= swap.loadMs)
         let counts = try reopened.rowCounts()
         #expect(counts.warmups == 1)
         #expect(counts.requests == 7)

@@ -6,6 +6,8 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 @testable import HotswapServer
+import HotswapLoRA
+import HotswapStore
 
 @Suite("Server routes (fake generator)")
 struct RouterTests {
@@ -26,7 +28,7 @@ struct RouterTests {
             let ready = try await client.execute(uri: "/readyz", method: .get)
             #expect(String(buffer: ready.body).contains("fake-model"))
         }
-        #expect(harness.recorder.warmupRows.count == 1)
+        #expect(harness.warmupRows.count == 1)
     }
 
     @Test func postReturnsPNGWithInfotextAndHeaders() async throws {
@@ -67,11 +69,11 @@ struct RouterTests {
                                                 body: json(["prompt": "x"]))
             #expect(none.headers[HTTPField.Name("X-Adapter-Cache")!] == "none")
         }
-        let rows = harness.recorder.requestRows
+        let rows = harness.requestRows
         #expect(rows.count == 5)
-        #expect(rows.map(\.cache) == ["miss", "reuse", "miss", "hit", "none"])
+        #expect(rows.map { $0.swap?.cache } == [.miss, .reuse, .miss, .hit, CacheOutcome.none])
         #expect(rows.map(\.adapters) == ["alpha:1", "alpha:1", "beta:0.5", "alpha:1", ""])
-        #expect(harness.fake.jobs[2].adapters == [AdapterRef(name: "beta", scale: 0.5)])
+        #expect(harness.fake.jobs[2].request.adapters == [AdapterSpec(name: "beta", scale: 0.5)])
         #expect(rows.allSatisfy { $0.outcome == "ok" && $0.status == 200 })
     }
 
@@ -191,7 +193,7 @@ struct RouterTests {
             let next = try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders, body: json(["prompt": "ok"]))
             #expect(next.status == .ok)
         }
-        #expect(harness.recorder.requestRows.map(\.status) == [422, 500, 200])
+        #expect(harness.requestRows.map(\.status) == [422, 500, 200])
     }
 
     @Test func fullQueueAnswers429WithRetryAfter() async throws {

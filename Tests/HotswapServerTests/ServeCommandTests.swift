@@ -2,6 +2,7 @@ import Foundation
 import HotswapTestSupport
 import Testing
 @testable import HotswapServer
+import HotswapStore
 
 /// `hotswap serve` as a process: start on port 0, serve one image, SIGTERM, exit 0, rows flushed.
 @Suite("Server command (hotswap serve process)", .serialized)
@@ -78,11 +79,11 @@ struct ServeCommandTests {
         #expect(process.terminationStatus == 0)
         #expect(log.text.contains("timing database closed"))
 
-        let recorder = try TimingStoreRecorder(path: db.path)
-        defer { recorder.close() }
-        #expect(try recorder.rowCounts().requests == 2)
-        #expect(try recorder.rowCounts().warmups == 1)
-        #expect(try recorder.latestRequests(limit: 5).map(\.steps) == [60, 3])
+        let store = try TimingStore(path: db.path)
+        defer { store.close() }
+        #expect(try store.rowCounts().requests == 2)
+        #expect(try store.rowCounts().warmups == 1)
+        #expect(try store.latestRequests(limit: 5).map(\.steps) == [60, 3])
 
         // The timing report agrees with the rows.
         let report = try runTimingReport([db.path, "--json"])
@@ -101,7 +102,7 @@ struct ServeCommandTests {
         let directory = try makeTemporaryDirectory("report")
         defer { try? FileManager.default.removeItem(at: directory) }
         let db = directory.appendingPathComponent("empty.sqlite").path
-        TimingStoreRecorderFactory.make(db)
+        EmptyTimingDatabase.make(db)
         let report = try runTimingReport([db, "--since", "1h"])
         #expect(report.status == 0, "\(report.stderr)")
         #expect(report.stdout.contains("0 request row(s)"))
@@ -113,10 +114,10 @@ struct ServeCommandTests {
     }
 }
 
-enum TimingStoreRecorderFactory {
+enum EmptyTimingDatabase {
     static func make(_ path: String) {
-        let recorder = try? TimingStoreRecorder(path: path)
-        recorder?.close()
+        let store = try? TimingStore(path: path)
+        store?.close()
     }
 }
 

@@ -6,6 +6,8 @@ import HummingbirdTesting
 import Logging
 import Testing
 @testable import HotswapServer
+import HotswapPipeline
+import HotswapStore
 
 /// A fresh temporary directory, removed by the caller with `cleanup`.
 func makeTemporaryDirectory(_ label: String = "server") throws -> URL {
@@ -14,11 +16,13 @@ func makeTemporaryDirectory(_ label: String = "server") throws -> URL {
     return url
 }
 
-/// One server under test: the fake engine, in-memory timing rows, a temporary adapters folder.
+/// One server under test: the fake engine, a timing database and the adapters in a temporary folder.
 struct Harness {
     let directory: URL
     let fake: FakeGenerator
-    let recorder: MemoryTimingRecorder
+    let store: TimingStore
+    /// The timing database, outside the adapters folder.
+    let databasePath: String
     let service: ImageService
 
     init(queueDepth: Int = 4, requestTimeout: TimeInterval = 30, maxSteps: Int = 50, maxPixels: Int = 512 * 512,
@@ -28,16 +32,18 @@ struct Harness {
         for name in adapters {
             try Data("FAKE-LORA \(name)".utf8).write(to: directory.appendingPathComponent(name + ".safetensors"))
         }
-        fake = FakeGenerator(adaptersDirectory: directory, warmupGate: warmupGate)
-        recorder = MemoryTimingRecorder()
+        let limits = RequestLimits(maxSteps: maxSteps, maxPixels: maxPixels)
+        fake = FakeGenerator(adaptersDirectory: directory, limits: limits, warmupGate: warmupGate)
+        databasePath = try makeTemporaryDirectory("timings").appendingPathComponent("timings.sqlite").path
+        store = try TimingStore(path: databasePath)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         service = ImageService(
             configuration: ServerConfiguration(adaptersDirectory: directory, queueDepth: queueDepth,
                                                requestTimeout: requestTimeout,
-                                               limits: ImageLimits(maxSteps: maxSteps, maxPixels: maxPixels),
+                                               limits: limits,
                                                preload: preload, maxBodyBytes: 4096, maxAdapterBytes: maxAdapterBytes),
-            generator: fake, recorder: recorder, logger: logger)
+            generator: fake, store: store, logger: logger)
     }
 
     var app: some ApplicationProtocol {
@@ -46,8 +52,15 @@ struct Harness {
         return buildApplication(service: service, logger: logger)
     }
 
+    /// The request rows written so far, oldest first.
+    /// Read through a connection of their own (the server closes its store at shutdown).
+    var requestRows: [RequestRecord] { ((try? TimingStore(path: databasePath).latestRequests(limit: 10_000)) ?? []).reversed() }
+    var warmupRows: [WarmupRecord] { ((try? TimingStore(path: databasePath).latestWarmups(limit: 10_000)) ?? []).reversed() }
+
     func cleanup() {
+        store.close()
         try? FileManager.default.removeItem(at: directory)
+        try? FileManager.default.removeItem(at: URL(fileURLWithPath: databasePath).deletingLastPathComponent())
     }
 }
 

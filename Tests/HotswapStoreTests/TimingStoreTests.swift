@@ -19,9 +19,10 @@ import Testing
                                                          firstPassMs: 40, pageCache: "warm"))
         #expect(warmup == 1)
         var request = RequestRecord(createdAt: started, warmupId: warmup, requestId: "r-1", status: 200, queueMs: 1.5,
-                                    adapters: "a:0.8, b:1", cache: "hit",
-                                    swapUnloadMs: 0.1, swapLoadMs: 0, swapApplyMs: 3.5, swapMs: 3.7, textEncodeMs: 5,
-                                    denoiseMs: 100, decodeMs: 20, pngMs: 2, totalMs: 131, steps: 4, width: 64, height: 64,
+                                    adapters: "a:0.8, b:1",
+                                    swap: SwapReport(cache: .hit, unloadMs: 0.1, loadMs: 0, applyMs: 3.5, totalMs: 3.7),
+                                    generation: GenerationTimings(textEncodeMs: 5, denoiseMs: 100, decodeMs: 20),
+                                    pngMs: 2, totalMs: 131, steps: 4, width: 64, height: 64,
                                     scheduler: "euler", seed: UInt64.max, outcome: "ok")
         request.id = try store.recordRequest(request)
         let failed = RequestRecord(createdAt: started.addingTimeInterval(1), warmupId: warmup, adapters: "bad:1",
@@ -29,7 +30,7 @@ import Testing
         try store.recordRequest(failed)
         let rows = try store.latestRequests(limit: 10)
         #expect(rows.count == 2)
-        #expect(rows[0].outcome == "adapter_mismatch" && rows[0].error == "does not fit" && rows[0].swapMs == nil)
+        #expect(rows[0].outcome == "adapter_mismatch" && rows[0].error == "does not fit" && rows[0].swap == nil && rows[0].generation == nil)
         #expect(rows[1] == request)
         let warmups = try store.latestWarmups(limit: 5)
         #expect(warmups.count == 1 && warmups[0].model == "sd1-tiny" && warmups[0].startedAt == started && warmups[0].pageCache == "warm")
@@ -82,6 +83,32 @@ import Testing
         done.wait()
         #expect(readerErrors == 0)
         #expect(try store.latestRequests(limit: 1000).count == 151)
+    }
+
+    @Test func serverWarmupsAndUnreadableDates() throws {
+        let path = temporaryPath()
+        let store = try TimingStore(path: path)
+        let started = Date(timeIntervalSince1970: 1_800_000_000.5)
+        try store.recordWarmup(WarmupRecord(model: "cli", startedAt: started, weightsLoadMs: 1))
+        let id = try store.recordWarmup(WarmupRecord(model: "server", startedAt: started, weightsLoadMs: 2, firstPassMs: 3,
+                                                     preloaded: ["a", "b"], adapterLoadMs: 4.5))
+        // A request without a warm-up id refers to the latest warm-up.
+        try store.recordRequest(RequestRecord(adapters: "x"))
+        #expect(try store.latestRequests(limit: 1).first?.warmupId == id)
+        let warmups = try store.latestWarmups(limit: 5)
+        #expect(warmups.map(\.model) == ["server", "cli"])
+        #expect(warmups[0].preloaded == ["a", "b"] && warmups[0].adapterLoadMs == 4.5 && warmups[0].id == id)
+        #expect(warmups[1].preloaded == nil && warmups[1].adapterLoadMs == nil)
+        #expect(try store.rowCounts() == (warmups: 2, requests: 1))
+
+        // A date that another writer garbled is an error naming the column, not a row from 1970.
+        var db: OpaquePointer?
+        #expect(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, nil) == SQLITE_OK)
+        #expect(sqlite3_exec(db, "UPDATE requests SET created_at = 'yesterday'", nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(db)
+        #expect { try store.latestRequests(limit: 1) } throws: { "\($0)".contains("requests.created_at") }
+        store.close()
+        #expect(throws: TimingStoreError.self) { try store.recordRequest(RequestRecord(adapters: "after close")) }
     }
 
     @Test func badPathIsAnError() {
