@@ -6,8 +6,6 @@ import Foundation
 /// the cache; the causal text encoder runs strided sgemm + softmax + sgemm over chunks of query rows,
 /// so its score matrix stays bounded (a 64x64-latent self-attention has 4096 x 4096 scores per head).
 public enum Attention {
-    /// Upper bound on the score scratch buffer (floats): 4 M floats = 16 MB.
-    public static var maxScoreFloats = EnvironmentSetting.integer("HOTSWAP_ATTENTION_SCORE_FLOATS", default: 4 << 20, accept: { $0 > 0 })
 
     /// query [batch, queryLength, heads * headDim], key/value [batch, keyLength, heads * headDim].
     public static func scaledDotProduct(query: Tensor, key: Tensor, value: Tensor, heads: Int,
@@ -18,14 +16,6 @@ public enum Attention {
         }
     }
 
-    /// Work the (batch, head) pairs across the BLAS thread count, each worker with
-    /// single-threaded sgemm, so the softmax between the two products runs in parallel too
-    /// (with multi-threaded sgemm it would run on one core while the other spins).
-    public static var parallelHeads = ProcessInfo.processInfo.environment["HOTSWAP_ATTENTION_PARALLEL"] != "0"
-
-    /// The fused kernel (CKernels/attention_impl.h) for unmasked attention; HOTSWAP_FUSED_ATTENTION=0 falls
-    /// back to sgemm + softmax + sgemm (which the causal text encoder always uses).
-    nonisolated(unsafe) public static var useFusedKernel = ProcessInfo.processInfo.environment["HOTSWAP_FUSED_ATTENTION"] != "0"
     /// Query rows per work item of the fused kernel: each item packs its head's K and V once.
     static let fusedRowsPerItem = 1024
 
@@ -34,7 +24,7 @@ public enum Attention {
                      "attention: q \(query.shape) k \(key.shape) v \(value.shape)")
         precondition(key.shape[0] == query.shape[0] && key.shape[2] == query.shape[2] && query.shape[2] % heads == 0,
                      "attention: q \(query.shape) k \(key.shape) heads \(heads)")
-        if useFusedKernel && !causal {
+        if Tuning.current.attentionFusedKernel && !causal {
             return attendFused(query: query, key: key, value: value, heads: heads)
         }
         return attendUnfused(query: query, key: key, value: value, heads: heads, causal: causal)
@@ -48,7 +38,7 @@ public enum Attention {
         let chunks = (queryLength + fusedRowsPerItem - 1) / fusedRowsPerItem
         let items = batch * heads * chunks
         let macs = 2 * batch * queryLength * keyLength * width
-        let workers = macs >= BLAS.smallProductMACs ? max(1, min(BLAS.threadCount, items)) : 1
+        let workers = macs >= Tuning.current.smallProductMACs ? max(1, min(BLAS.threadCount, items)) : 1
         let scratchFloats = hs_attention_scratch_floats(keyLength, headDim)
 
         func run(worker: Int) {
@@ -81,12 +71,12 @@ public enum Attention {
         let (keyLength, headDim) = (key.shape[1], width / heads)
         let scale = 1 / Float(headDim).squareRoot()
         let output = Tensor(uninitialized: [batch, queryLength, width])
-        let chunkRows = max(1, min(queryLength, maxScoreFloats / max(1, keyLength)))
+        let chunkRows = max(1, min(queryLength, Tuning.current.attentionMaxScoreFloats / max(1, keyLength)))
         let pairs = batch * heads
         let blasThreads = BLAS.threadCount
         // Small attentions (text encoder, tiny models) are not worth waking a second thread for.
         let macs = 2 * batch * queryLength * keyLength * width
-        let workers = parallelHeads && macs >= BLAS.smallProductMACs ? max(1, min(blasThreads, pairs)) : 1
+        let workers = Tuning.current.attentionParallelHeads && macs >= Tuning.current.smallProductMACs ? max(1, min(blasThreads, pairs)) : 1
 
         func run(worker: Int) {
             let scratch = TensorStorage(uninitializedCount: chunkRows * keyLength)  // pooled

@@ -16,7 +16,7 @@ public enum BLAS {
         _ = idleThreadsSleep
         // Small products finish before a second BLAS thread is even scheduled; threading them only
         // adds a barrier (and, on a busy machine, a scheduler quantum per call).
-        let singleThreaded = m * n * k < smallProductMACs && configuredThreads > 1
+        let singleThreaded = m * n * k < Tuning.current.smallProductMACs && configuredThreads > 1
         if singleThreaded { openblas_set_num_threads(1) }
         defer { if singleThreaded { openblas_set_num_threads(Int32(configuredThreads)) } }
         cblas_sgemm(CblasRowMajor,
@@ -53,9 +53,6 @@ public enum BLAS {
         guard let name = openblas_get_corename() else { return "unknown" }
         return String(cString: name)
     }
-
-    /// Products with fewer multiply-adds than this run on one thread.
-    nonisolated(unsafe) public static var smallProductMACs = 1 << 24
 
     nonisolated(unsafe) private static var configuredThreads: Int = {
         _ = idleThreadsSleep

@@ -8,7 +8,7 @@ public enum BufferPool {
     /// Buffers smaller than this (in floats) go straight to malloc.
     public static let minimumPooledFloats = 16 * 1024
     /// Upper bound on the bytes held idle in the pool.
-    nonisolated(unsafe) public static var capacityBytes = 2 << 30
+    public static let capacityBytes = 2 << 30
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var idle: [Int: [UnsafeMutableRawPointer]] = [:]

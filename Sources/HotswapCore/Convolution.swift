@@ -1,7 +1,7 @@
 import Foundation
 /// 2-D convolution (torch.nn.Conv2d semantics, NCHW, groups = 1) as im2col + sgemm.
 /// A 1x1 stride-1 convolution is a plain sgemm on the input. Larger kernels unfold a band of
-/// output rows at a time into a column buffer bounded by `maxColumnFloats`, so the VAE's
+/// output rows at a time into a column buffer bounded by `Tuning.convolutionMaxColumnFloats`, so the VAE's
 /// 512x512 layers never need gigabytes of scratch.
 public struct Conv2dShape: Sendable, Equatable {
     public let inChannels: Int, outChannels: Int
@@ -24,8 +24,6 @@ public struct Conv2dShape: Sendable, Equatable {
 }
 
 public enum Convolution {
-    /// Upper bound on the im2col scratch buffer (floats): 16 M floats = 64 MB.
-    public static var maxColumnFloats = 16 << 20
 
     /// input [batch, inC, H, W], weight [outC, inC, kh, kw], bias [outC]? -> output [batch, outC, Ho, Wo].
     /// `winogradWeights` (WinogradConvolution.transformWeights of `weight`), when given and the layer
@@ -53,8 +51,8 @@ public enum Convolution {
         let output = Tensor(uninitialized: [batch, shape.outChannels, outH, outW])
         let reduction = shape.inChannels * shape.kernelHeight * shape.kernelWidth
         let isPointwise = shape.kernelHeight == 1 && shape.kernelWidth == 1 && shape.stride == 1 && shape.padding == 0
-        let rowsPerBand = isPointwise ? outH : max(1, min(outH, maxColumnFloats / max(1, reduction * outW)))
-        if batch > 1, !isPointwise, reduction * batch * outH * outW <= maxColumnFloats {
+        let rowsPerBand = isPointwise ? outH : max(1, min(outH, Tuning.current.convolutionMaxColumnFloats / max(1, reduction * outW)))
+        if batch > 1, !isPointwise, reduction * batch * outH * outW <= Tuning.current.convolutionMaxColumnFloats {
             return convolveBatched(input, weight: weight, bias: bias, shape: shape, into: output)
         }
         // Scratch from the pool: a fresh 64 MB malloc per call would be page-faulted in every time.

@@ -10,25 +10,12 @@ import Foundation
 /// (its largest weights, 1280 channels) stay on im2col: there Winograd measured no faster and its
 /// weights would add ~1.6 GB.
 ///
-/// The image is worked in chunks of tile rows (bounded by `chunkFloats`, which also bounds the
+/// The image is worked in chunks of tile rows (bounded by `Tuning.winogradChunkFloats`, which also bounds the
 /// scratch of the VAE's 512x512 layers). Each chunk runs in three phases spread over the BLAS
 /// thread count: the input transform split by channels, the 16 products split by xi (each
 /// single-threaded, so every transformed weight matrix is read once per chunk, over all its tiles),
 /// the output transform split by output channels.
 public enum WinogradConvolution {
-    /// Minimum output tiles (2x2 each) per image for the Winograd path.
-    /// HOTSWAP_WINOGRAD_MIN_TILES: 0 or less, every eligible layer; a huge value, never.
-    nonisolated(unsafe) public static var minimumTiles = EnvironmentSetting.integer("HOTSWAP_WINOGRAD_MIN_TILES", default: 256)
-    /// Scratch per chunk (transformed input + products), in floats: 8 M floats = 32 MB.
-    nonisolated(unsafe) public static var chunkFloats = EnvironmentSetting.integer("HOTSWAP_WINOGRAD_CHUNK_FLOATS",
-                                                                                   default: 8 << 20, accept: { $0 > 0 })
-
-    /// Minimum 4x4 output tiles per image for F(4x4, 3x3) instead of F(2x2, 3x3): 256, a 64x64 map
-    /// (the UNet's 320-channel level at 512x512, the VAE's upper levels). Smaller maps give its 36
-    /// products too few tiles each, and the 1280-channel levels' transformed weights would be 4x their size.
-    /// HOTSWAP_WINOGRAD_F43_MIN_TILES: 0 or less, F(4x4) wherever Winograd applies; a huge value, never.
-    nonisolated(unsafe) public static var minimumLargeTiles = EnvironmentSetting.integer("HOTSWAP_WINOGRAD_F43_MIN_TILES", default: 256)
-
     /// The two tile sizes: F(m x m, 3x3) with (m + 2)^2 products.
     public enum Variant: Sendable {
         case f2x2, f4x4
@@ -39,8 +26,8 @@ public enum WinogradConvolution {
     /// The variant `conv2d` takes for a layer and input size, or nil for im2col.
     public static func variant(for shape: Conv2dShape, height: Int, width: Int) -> Variant? {
         guard shape.kernelHeight == 3 && shape.kernelWidth == 3 && shape.stride == 1 && shape.padding == 1 else { return nil }
-        if ((height + 3) / 4) * ((width + 3) / 4) >= max(1, minimumLargeTiles) { return .f4x4 }
-        if ((height + 1) / 2) * ((width + 1) / 2) >= max(1, minimumTiles) { return .f2x2 }
+        if ((height + 3) / 4) * ((width + 3) / 4) >= max(1, Tuning.current.winogradMinimumLargeTiles) { return .f4x4 }
+        if ((height + 1) / 2) * ((width + 1) / 2) >= max(1, Tuning.current.winogradMinimumTiles) { return .f2x2 }
         return nil
     }
 
@@ -67,7 +54,7 @@ public enum WinogradConvolution {
         let (tile, products) = (variant.outputTile, variant.products)
         let output = Tensor(uninitialized: [batch, k, height, width])
         let tilesH = (height + tile - 1) / tile, tilesW = (width + tile - 1) / tile
-        let rowsPerChunk = max(1, min(tilesH, chunkFloats / (products * (c + k) * tilesW)))
+        let rowsPerChunk = max(1, min(tilesH, Tuning.current.winogradChunkFloats / (products * (c + k) * tilesW)))
         let maxTiles = rowsPerChunk * tilesW
         let transformed = TensorStorage(uninitializedCount: products * c * maxTiles)  // pooled
         let productStorage = TensorStorage(uninitializedCount: products * k * maxTiles)

@@ -40,10 +40,9 @@ import Testing
         let b = random([6], seed: 3)
         let shape = Conv2dShape(inChannels: 5, outChannels: 6, kernelHeight: kernel, kernelWidth: kernel,
                                 stride: stride, padding: padding)
-        let saved = Convolution.maxColumnFloats
-        Convolution.maxColumnFloats = 5 * kernel * kernel * 8  // force several bands
-        defer { Convolution.maxColumnFloats = saved }
-        let y = Convolution.conv2d(x, weight: w, bias: b, shape: shape)
+        var tuning = Tuning.current
+        tuning.convolutionMaxColumnFloats = 5 * kernel * kernel * 8  // force several bands
+        let y = Tuning.$current.withValue(tuning) { Convolution.conv2d(x, weight: w, bias: b, shape: shape) }
         expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: padding), rtol: 1e-5)
     }
 
@@ -79,17 +78,18 @@ import Testing
         let x = random([2, 5, height, width], seed: 21)
         let w = random([6, 5, 3, 3], seed: 22)
         let b = random([6], seed: 23)
-        let saved = WinogradConvolution.chunkFloats
-        WinogradConvolution.chunkFloats = chunkFloats
-        defer { WinogradConvolution.chunkFloats = saved }
-        let u = WinogradConvolution.transformWeights(w, variant: variant)
-        #expect(u.shape == [variant.products, 6, 5])
-        let y = WinogradConvolution.conv2d(x, transformedWeights: u, bias: b)
-        #expect(y.shape == [2, 6, height, width])
-        expectClose(y.scalars, naiveConv(x, w, b, stride: 1, padding: 1), rtol: 1e-5)
-        let zero = Tensor(shape: [6], values: [Float](repeating: 0, count: 6))
-        let unbiased = WinogradConvolution.conv2d(x, transformedWeights: u, bias: nil)
-        expectClose(unbiased.scalars, naiveConv(x, w, zero, stride: 1, padding: 1), rtol: 1e-5)
+        var tuning = Tuning.current
+        tuning.winogradChunkFloats = chunkFloats
+        Tuning.$current.withValue(tuning) {
+            let u = WinogradConvolution.transformWeights(w, variant: variant)
+            #expect(u.shape == [variant.products, 6, 5])
+            let y = WinogradConvolution.conv2d(x, transformedWeights: u, bias: b)
+            #expect(y.shape == [2, 6, height, width])
+            expectClose(y.scalars, naiveConv(x, w, b, stride: 1, padding: 1), rtol: 1e-5)
+            let zero = Tensor(shape: [6], values: [Float](repeating: 0, count: 6))
+            let unbiased = WinogradConvolution.conv2d(x, transformedWeights: u, bias: nil)
+            expectClose(unbiased.scalars, naiveConv(x, w, zero, stride: 1, padding: 1), rtol: 1e-5)
+        }
     }
 
     /// The Conv2d path switch: `conv2d` with transformed weights takes Winograd only where it applies.
@@ -97,22 +97,23 @@ import Testing
         let three = Conv2dShape(inChannels: 4, outChannels: 4, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1)
         let strided = Conv2dShape(inChannels: 4, outChannels: 4, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1)
         let one = Conv2dShape(inChannels: 4, outChannels: 4, kernelHeight: 1, kernelWidth: 1)
-        let saved = (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles)
-        (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles) = (256, 256)
-        defer { (WinogradConvolution.minimumTiles, WinogradConvolution.minimumLargeTiles) = saved }
-        #expect(WinogradConvolution.variant(for: three, height: 64, width: 64) == .f4x4)
-        #expect(WinogradConvolution.variant(for: three, height: 32, width: 32) == .f2x2)
-        #expect(WinogradConvolution.variant(for: three, height: 16, width: 16) == nil)
-        #expect(WinogradConvolution.variant(for: strided, height: 64, width: 64) == nil)
-        #expect(WinogradConvolution.variant(for: one, height: 64, width: 64) == nil)
+        // The defaults, whatever HOTSWAP_WINOGRAD_* this run set.
+        Tuning.$current.withValue(Tuning()) {
+            #expect(WinogradConvolution.variant(for: three, height: 64, width: 64) == .f4x4)
+            #expect(WinogradConvolution.variant(for: three, height: 32, width: 32) == .f2x2)
+            #expect(WinogradConvolution.variant(for: three, height: 16, width: 16) == nil)
+            #expect(WinogradConvolution.variant(for: strided, height: 64, width: 64) == nil)
+            #expect(WinogradConvolution.variant(for: one, height: 64, width: 64) == nil)
+        }
     }
 
     @Test(arguments: [false, true])
     func attention(causal: Bool) {
-        let saved = Attention.maxScoreFloats
-        Attention.maxScoreFloats = 2 * 5  // force chunking in the unfused path
-        defer { Attention.maxScoreFloats = saved }
-        checkAttention(batch: 2, queryLength: 7, keyLength: causal ? 7 : 5, heads: 3, dim: 4, causal: causal)
+        var tuning = Tuning.current
+        tuning.attentionMaxScoreFloats = 2 * 5  // force chunking in the unfused path
+        Tuning.$current.withValue(tuning) {
+            checkAttention(batch: 2, queryLength: 7, keyLength: causal ? 7 : 5, heads: 3, dim: 4, causal: causal)
+        }
     }
 
     /// The fused kernel against the naive loops, on shapes that cross its block edges: several key blocks
@@ -121,11 +122,12 @@ import Testing
     /// (40) and a half alone (5), and both paths.
     @Test(arguments: [(1, 130, 77, 2, 40), (1, 67, 300, 1, 80), (2, 9, 33, 2, 64), (1, 1030, 40, 1, 5), (1, 20, 600, 1, 160), (1, 70, 100, 1, 56)])
     func fusedAttention(shape: (Int, Int, Int, Int, Int)) {
-        let saved = Attention.useFusedKernel
-        defer { Attention.useFusedKernel = saved }
         for fused in [true, false] {
-            Attention.useFusedKernel = fused
-            checkAttention(batch: shape.0, queryLength: shape.1, keyLength: shape.2, heads: shape.3, dim: shape.4, causal: false)
+            var tuning = Tuning.current
+            tuning.attentionFusedKernel = fused
+            Tuning.$current.withValue(tuning) {
+                checkAttention(batch: shape.0, queryLength: shape.1, keyLength: shape.2, heads: shape.3, dim: shape.4, causal: false)
+            }
         }
     }
 
@@ -200,5 +202,28 @@ import Testing
             activation.apply(y.data, count: y.count)
             expectClose(y.scalars, x.scalars.map { Float(reference(Double($0))) }, rtol: 1e-6)
         }
+    }
+}
+
+/// Tuning values a test sets reach only its own task: a suite running beside it keeps the process' values.
+@Suite struct TuningTests {
+    @Test func overridesStayInTheirTask() async {
+        var tuning = Tuning.current
+        tuning.convolutionMaxColumnFloats = 17
+        await Tuning.$current.withValue(tuning) {
+            #expect(Tuning.current.convolutionMaxColumnFloats == 17)
+            let elsewhere = await Task.detached { Tuning.current.convolutionMaxColumnFloats }.value
+            #expect(elsewhere == Tuning.process.convolutionMaxColumnFloats)
+        }
+        #expect(Tuning.current == Tuning.process)
+    }
+
+    @Test func environmentIsReadOnceWithDefaultsForBadValues() {
+        let tuning = Tuning.fromEnvironment(["HOTSWAP_WINOGRAD_MIN_TILES": "0", "HOTSWAP_WINOGRAD_CHUNK_FLOATS": "-3",
+                                             "HOTSWAP_FUSED_ATTENTION": "0", "HOTSWAP_ATTENTION_SCORE_FLOATS": "x"])
+        #expect(tuning.winogradMinimumTiles == 0)
+        #expect(tuning.winogradChunkFloats == Tuning().winogradChunkFloats)
+        #expect(!tuning.attentionFusedKernel && tuning.attentionParallelHeads)
+        #expect(tuning.attentionMaxScoreFloats == Tuning().attentionMaxScoreFloats)
     }
 }

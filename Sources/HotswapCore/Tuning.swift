@@ -1,0 +1,55 @@
+import Foundation
+
+/// Every tuning knob of the kernels, as one value: read once from the environment (HOTSWAP_*,
+/// for benchmarks and CI passes) and never mutated. Code that wants other values (a test forcing
+/// several bands or chunks) runs under `Tuning.$current.withValue(...)`: a task-local, so the
+/// change reaches only that task's calls and never a suite running beside it.
+///
+/// The kernels read `Tuning.current` on the calling thread, before they fan out to worker threads
+/// (which see no task-locals).
+public struct Tuning: Sendable, Equatable {
+    /// Minimum output tiles (2x2 each) per image for Winograd F(2x2, 3x3): 256, a 32x32 map.
+    /// HOTSWAP_WINOGRAD_MIN_TILES: 0 or less, every eligible layer; a huge value, never.
+    public var winogradMinimumTiles = 256
+    /// Minimum 4x4 output tiles per image for F(4x4, 3x3) instead of F(2x2, 3x3): 256, a 64x64 map.
+    /// HOTSWAP_WINOGRAD_F43_MIN_TILES: 0 or less, F(4x4) wherever Winograd applies; a huge value, never.
+    public var winogradMinimumLargeTiles = 256
+    /// Winograd scratch per chunk (transformed input + products), in floats: 8 M floats = 32 MB.
+    /// HOTSWAP_WINOGRAD_CHUNK_FLOATS.
+    public var winogradChunkFloats = 8 << 20
+    /// im2col column buffer bound, in floats: 16 M floats = 64 MB.
+    public var convolutionMaxColumnFloats = 16 << 20
+    /// Upper bound on attention's score scratch (floats): 4 M floats = 16 MB. HOTSWAP_ATTENTION_SCORE_FLOATS.
+    public var attentionMaxScoreFloats = 4 << 20
+    /// Attention (batch, head) pairs spread over the BLAS threads, each with single-threaded sgemm.
+    /// HOTSWAP_ATTENTION_PARALLEL=0 turns it off.
+    public var attentionParallelHeads = true
+    /// The fused kernel for unmasked attention; HOTSWAP_FUSED_ATTENTION=0 falls back to sgemm +
+    /// softmax + sgemm (which the causal text encoder always uses).
+    public var attentionFusedKernel = true
+    /// Products with fewer multiply-adds than this run on one BLAS thread.
+    public var smallProductMACs = 1 << 24
+
+    public init() {}
+
+    /// The defaults with the HOTSWAP_* variables applied (a malformed value keeps the default).
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Tuning {
+        var tuning = Tuning()
+        func integer(_ name: String, _ value: inout Int, accept: (Int) -> Bool = { _ in true }) {
+            if let text = environment[name], let parsed = Int(text), accept(parsed) { value = parsed }
+        }
+        integer("HOTSWAP_WINOGRAD_MIN_TILES", &tuning.winogradMinimumTiles)
+        integer("HOTSWAP_WINOGRAD_F43_MIN_TILES", &tuning.winogradMinimumLargeTiles)
+        integer("HOTSWAP_WINOGRAD_CHUNK_FLOATS", &tuning.winogradChunkFloats, accept: { $0 > 0 })
+        integer("HOTSWAP_ATTENTION_SCORE_FLOATS", &tuning.attentionMaxScoreFloats, accept: { $0 > 0 })
+        tuning.attentionParallelHeads = environment["HOTSWAP_ATTENTION_PARALLEL"] != "0"
+        tuning.attentionFusedKernel = environment["HOTSWAP_FUSED_ATTENTION"] != "0"
+        return tuning
+    }
+
+    /// The process' tuning, read once.
+    public static let process = fromEnvironment()
+
+    /// The tuning in effect for the current task.
+    @TaskLocal public static var current: Tuning = process
+}
