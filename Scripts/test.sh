@@ -5,7 +5,7 @@
 # tiny fixture models barely reach, so this is what holds the parity and LoRA fuse/restore tests to it.
 # Then the AVX2 kernels (whole suite, with Winograd F(4x4, 3x3) forced where F(2x2) would run: by
 # default it only takes 64x64 maps) and the baseline x86-64 kernels (kernel tests), which this
-# AVX-512 machine would otherwise never run (HOTSWAP_ISA caps CKernels' dispatch).
+# AVX-512 machine would otherwise never run (HOTSWAP_ISA caps CKernels' dispatch). Last, the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh
@@ -13,3 +13,7 @@ swift test -c release -Xswiftc -enable-testing --package-path . "$@"
 HOTSWAP_WINOGRAD_MIN_TILES=0 swift test -c release -Xswiftc -enable-testing --package-path . --skip-build "$@"
 HOTSWAP_ISA=avx2 HOTSWAP_WINOGRAD_MIN_TILES=0 HOTSWAP_WINOGRAD_F43_MIN_TILES=0 swift test -c release -Xswiftc -enable-testing --package-path . --skip-build "$@"
 HOTSWAP_ISA=baseline swift test -c release -Xswiftc -enable-testing --package-path . --skip-build --filter KernelTests "$@"
+# The fuzzers (mutated adapter files through load + apply + render; mutated raw HTTP against a live
+# server), bounded in time; each prints its seed and input count (HOTSWAP_FUZZ_SEED replays one).
+HOTSWAP_FUZZ_SECONDS="${HOTSWAP_FUZZ_SECONDS:-60}" swift test -c release -Xswiftc -enable-testing --package-path . --skip-build \
+    --filter "AdapterFuzzTests|HTTPRobustnessTests" "$@"

@@ -314,6 +314,7 @@ public final class AdapterManager: @unchecked Sendable {
     public func validate(url: URL) throws -> AdapterInfo {
         let file = try AdapterFile(url: url)
         _ = try LoRAAdapter.match(file, targets: targets)
+        try file.checkValues()
         var info = AdapterInfo(file: file, name: AdapterManager.displayName(url.path))
         info.fitsModel = true
         markState(&info, url: url)

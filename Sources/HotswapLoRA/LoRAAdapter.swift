@@ -66,6 +66,7 @@ public final class LoRAAdapter {
         let signature = try FileSignature(url: url)
         let file = try AdapterFile(url: url)
         let plan = try match(file, targets: targets)
+        try file.checkValues()
         let diffusersAlphas = alphaConvention == .diffusers
             ? AlphaConvention.diffusersAlphas(plan.map { ($0.entry, $0.path) }) : [:]
         var updates: [LoRALayerUpdate] = []

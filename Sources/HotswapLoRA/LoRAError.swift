@@ -22,6 +22,9 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
     case invalidScale(name: String, scale: Float)
     /// A `NAME[:SCALE]` argument that does not parse.
     case invalidSpec(String)
+    /// A value that cannot be applied: a non-finite weight, alpha or rank, or an update so large
+    /// that the fused weight would overflow Float32. Names the tensor.
+    case invalidValues(file: String, key: String, reason: String)
 
     public struct ShapeProblem: Equatable, Sendable, CustomStringConvertible {
         public let module: String
@@ -60,6 +63,8 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
             return "adapter '\(name)': scale must be a finite number, got \(scale)"
         case .invalidSpec(let text):
             return "cannot parse adapter '\(text)': expected NAME_OR_PATH or NAME_OR_PATH:SCALE"
+        case .invalidValues(let file, let key, let reason):
+            return "adapter \(file): \(key) \(reason)"
         }
     }
 }
@@ -78,6 +83,7 @@ extension LoRAError {
         case .unmatchedKeys, .shapeMismatch, .incompletePair: return "adapter_mismatch"
         case .empty: return "adapter_empty"
         case .invalidScale, .invalidSpec: return "adapter_invalid_spec"
+        case .invalidValues: return "adapter_invalid_values"
         }
     }
 }

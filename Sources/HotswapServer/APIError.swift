@@ -3,6 +3,7 @@ import HotswapLoRA
 import HotswapPipeline
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 
 /// Every error the API answers with: `{"error": {"code", "message", "field"?}}`.
 public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Sendable {
@@ -67,6 +68,12 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
                  field: field)
     }
 
+    /// The request's HTTP framing is broken (a bad chunk size, an unknown transfer coding, a body
+    /// shorter than its Content-Length): the client's fault, and the connection cannot be reused.
+    static func framing(_ error: HTTPParserError) -> APIError {
+        APIError(.badRequest, code: "bad_framing", message: "malformed HTTP request: \(error)", headers: [.connection: "close"])
+    }
+
     static func notReady() -> APIError {
         APIError(.serviceUnavailable, code: "not_ready", message: "the model is still loading; retry shortly",
                  headers: [.retryAfter: "1"])
@@ -80,6 +87,8 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
         switch error {
         case let error as APIError:
             return (error, error.status == .notFound ? .notFound : .invalid)
+        case let error as HTTPParserError:
+            return (framing(error), .invalid)
         case GenerationError.cancelled:
             return (APIError(.serviceUnavailable, code: "cancelled", message: "the client went away; the job was stopped"), .cancelled)
         case let error as GenerationError:

@@ -15,6 +15,9 @@ struct AdaptersController<Context: RequestContext>: Sendable {
 
     var directory: URL { service.configuration.adaptersDirectory }
 
+    /// Uploads stream into `<dir>/.upload-<UUID>.part` until validated and renamed.
+    static var uploadPrefix: String { ".upload-" }
+
     func list() throws -> Response {
         let adapters = try service.generator.listAdapters().sorted { $0.name < $1.name }
         return try jsonResponse(["adapters": adapters])
@@ -37,7 +40,7 @@ struct AdaptersController<Context: RequestContext>: Sendable {
             throw APIError(.contentTooLarge, code: "body_too_large", message: "the adapter file is larger than \(limit) bytes")
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let temp = directory.appendingPathComponent(".upload-\(UUID().uuidString).part")
+        let temp = directory.appendingPathComponent("\(Self.uploadPrefix)\(UUID().uuidString).part")
         guard FileManager.default.createFile(atPath: temp.path, contents: nil),
               let handle = try? FileHandle(forWritingTo: temp) else {
             throw APIError(.internalServerError, code: "storage_error", message: "cannot write to the adapters directory")

@@ -1,6 +1,8 @@
 // Builds the Hummingbird application: routes, the warm-up service, graceful shutdown.
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import NIOHTTP1
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -67,10 +69,15 @@ public func buildRouter(service: ImageService) -> Router<BasicRequestContext> {
 public func buildApplication(service: ImageService, logger: Logger? = nil)
     -> Application<RouterResponder<BasicRequestContext>> {
     let logger = logger ?? service.logger
+    let settings = service.configuration
     var app = Application(
         router: buildRouter(service: service),
-        configuration: .init(address: .hostname(service.configuration.host, port: service.configuration.port),
-                             serverName: "hotswap"),
+        server: .http1(configuration: .init(
+            additionalChannelHandlers: [RequestDeadlineHandler(headerTimeout: .nanoseconds(Int64(settings.headerTimeout * 1e9)),
+                                                               bodyTimeout: .nanoseconds(Int64(settings.bodyTimeout * 1e9)))],
+            idleTimeout: .nanoseconds(Int64(settings.idleTimeout * 1e9)))),
+        configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "hotswap",
+                             availableConnectionsDelegate: MaximumAvailableConnections(settings.maxConnections)),
         onServerRunning: { channel in
             let address = channel.localAddress
             logger.notice("listening", metadata: [
@@ -144,6 +151,8 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(error.status, code: code, message: error.body ?? error.status.reasonPhrase, headers: error.headers)
         } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, code: "body_too_large", message: "the request body is too large")
+        } catch let error as HTTPParserError {
+            throw APIError.framing(error)
         } catch {
             context.logger.error("unhandled error: \(error)")
             throw APIError(.internalServerError, code: "internal_error", message: "\(error)")

@@ -59,6 +59,7 @@ public final class ImageService: @unchecked Sendable {
             setReadiness(.failed(message))
             throw APIError.invalidAdapterName(name)
         }
+        removeStaleUploads()
         let generator = self.generator
         logger.info("loading the base model and warming up", metadata: ["preload": .array(preload.map { .string($0) })])
         do {
@@ -96,6 +97,21 @@ public final class ImageService: @unchecked Sendable {
     }
 
     // MARK: Helpers
+
+    /// Uploads that a killed process left half-written (`.upload-<UUID>.part`, never visible as
+    /// adapters) are removed at start.
+    func removeStaleUploads() {
+        let directory = configuration.adaptersDirectory
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasPrefix(AdaptersController<BasicRequestContext>.uploadPrefix) && name.hasSuffix(".part") {
+            do {
+                try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+                logger.notice("removed an interrupted upload", metadata: ["file": .string(name)])
+            } catch {
+                logger.warning("cannot remove an interrupted upload \(name): \(error)")
+            }
+        }
+    }
 
     func retryAfterSeconds() -> Int {
         let typical = lock.withLock { recentJobMs.isEmpty ? 1000 : recentJobMs.reduce(0, +) / Double(recentJobMs.count) }

@@ -70,7 +70,7 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
         } else {
             info = try? AdapterInfo(file: AdapterFile(url: url), name: name)
         }
-        guard let info else {
+        guard let info, info.alpha.isFinite else {
             // A file put there by hand that does not parse: listed, so it can be found and deleted.
             return AdapterDescription(name: name, format: "invalid", rank: nil, alpha: nil, targets: [], size: Self.size(of: url))
         }

@@ -19,10 +19,22 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes: Int
     /// Largest adapter upload (PUT /v1/adapters/{name}).
     public var maxAdapterBytes: Int
+    /// Seconds a connection may take to send a request's headers, and then its body.
+    public var headerTimeout: Double
+    public var bodyTimeout: Double
+    /// Seconds a keep-alive connection may sit idle between requests.
+    public var idleTimeout: Double
+    /// Open connections accepted at once; more wait in the listen backlog.
+    public var maxConnections: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, adaptersDirectory: URL,
                 queueDepth: Int = 8, requestTimeout: TimeInterval = 300, limits: RequestLimits = RequestLimits(maxSteps: 150, maxPixels: 1024 * 1024),
-                preload: [String] = [], maxBodyBytes: Int = 64 * 1024, maxAdapterBytes: Int = 512 * 1024 * 1024) {
+                preload: [String] = [], maxBodyBytes: Int = 64 * 1024, maxAdapterBytes: Int = 512 * 1024 * 1024,
+                headerTimeout: Double = 30, bodyTimeout: Double = 120, idleTimeout: Double = 60, maxConnections: Int = 256) {
+        self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
+        self.idleTimeout = idleTimeout
+        self.maxConnections = maxConnections
         self.host = host
         self.port = port
         self.adaptersDirectory = adaptersDirectory

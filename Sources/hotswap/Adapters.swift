@@ -15,6 +15,8 @@ enum AdapterPrinting {
     static func json(_ infos: [AdapterInfo]) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        // A file's alpha may be NaN or infinite (that is what makes it unusable); still print it.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: try encoder.encode(infos), as: UTF8.self)
     }
 
@@ -105,14 +107,18 @@ struct AdaptersInspect: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: file)
         var info: AdapterInfo
+        let adapterFile: AdapterFile
         do {
-            info = AdapterInfo(file: try AdapterFile(url: url), name: url.deletingPathExtension().lastPathComponent)
-            let fileForHash = try AdapterFile(url: url)
-            info.hash = LoRAHash.shortHash(LoRAHash.a1111Hash(path: url.path, metadata: fileForHash.metadata,
-                                                              dataOffset: fileForHash.safetensors.dataOffset))
+            adapterFile = try AdapterFile(url: url)
+            info = AdapterInfo(file: adapterFile, name: url.deletingPathExtension().lastPathComponent)
+            info.hash = LoRAHash.shortHash(LoRAHash.a1111Hash(path: url.path, metadata: adapterFile.metadata,
+                                                              dataOffset: adapterFile.safetensors.dataOffset))
         } catch {
             throw CLIError("\(error)")
         }
+        // Not a usable adapter at all (no LoRA modules, unknown keys, non-finite or overflowing values).
+        var unusable: String?
+        do { try adapterFile.checkValues() } catch { unusable = "\(error)" }
         var modelName: String?
         if let manager = try AdapterPrinting.manager(model, directory: nil) {
             modelName = manager.model.name
@@ -125,5 +131,8 @@ struct AdaptersInspect: ParsableCommand {
             }
         }
         print(json ? try AdapterPrinting.json([info]) : AdapterPrinting.detail(info, modelName: modelName))
+        // The description above, then a non-zero exit when the file cannot be used.
+        if let unusable { throw CLIError("not a usable adapter: \(unusable)") }
+        if info.fitsModel == false, let modelName { throw CLIError("does not fit \(modelName): \(info.problem ?? "")") }
     }
 }

@@ -34,16 +34,29 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How adapters act: fuse (weights merged per swap, fast inference) or runtime (low-rank terms at every call).")
     var loraMode: String = LoRAMode.fuse.rawValue
     @Option(help: "Denoising steps of the warm-up pass.") var warmupSteps: Int = 1
+    @Option(help: "Seconds a client may take to send a request's headers (slow clients are disconnected).")
+    var headerTimeout: Double = 30
+    @Option(help: "Seconds a client may take to send a request's body after its headers.") var bodyTimeout: Double = 120
+    @Option(help: "Seconds a keep-alive connection may sit idle between requests.") var idleTimeout: Double = 60
+    @Option(help: "Connections served at once; more wait until one closes.") var maxConnections: Int = 256
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
 
     func validate() throws {
-        guard queueDepth >= 0 else { throw ValidationError("--queue-depth must be >= 0") }
+        guard (0...100_000).contains(queueDepth) else { throw ValidationError("--queue-depth must be in 0...100000") }
         guard (1...1000).contains(maxSteps) else { throw ValidationError("--max-steps must be in 1...1000") }
         guard maxPixels >= 64 else { throw ValidationError("--max-pixels must be at least 64") }
-        guard requestTimeout >= 0 else { throw ValidationError("--request-timeout must be >= 0") }
+        guard requestTimeout.isFinite, requestTimeout >= 0 else { throw ValidationError("--request-timeout must be a number >= 0") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard LoRAMode(rawValue: loraMode) != nil else { throw ValidationError("unknown --lora-mode \(loraMode)") }
-        guard cacheMb >= 0 else { throw ValidationError("--cache-mb must be >= 0") }
+        // Sizes are multiplied into bytes: bounded so that can never overflow.
+        guard (0...1 << 20).contains(cacheMb) else { throw ValidationError("--cache-mb must be in 0...\(1 << 20) (MiB)") }
+        guard (1...1 << 20).contains(maxAdapterMb) else { throw ValidationError("--max-adapter-mb must be in 1...\(1 << 20) (MiB)") }
+        guard maxPixels <= 1 << 30 else { throw ValidationError("--max-pixels must be at most \(1 << 30)") }
+        guard (1...1000).contains(warmupSteps) else { throw ValidationError("--warmup-steps must be in 1...1000") }
+        for (name, value) in [("--header-timeout", headerTimeout), ("--body-timeout", bodyTimeout), ("--idle-timeout", idleTimeout)] {
+            guard value.isFinite, value > 0, value <= 86_400 else { throw ValidationError("\(name) must be in (0, 86400] seconds") }
+        }
+        guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be in 1...100000") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         for name in preload where !AdapterName.isValid(name) {
             throw ValidationError("--preload \(name): adapter names match [A-Za-z0-9._-]{1,64}")
@@ -68,7 +81,8 @@ struct Serve: AsyncParsableCommand {
         let limits = RequestLimits(maxSteps: maxSteps, maxPixels: maxPixels)
         let configuration = ServerConfiguration(
             host: host, port: port, adaptersDirectory: adaptersURL, queueDepth: queueDepth,
-            requestTimeout: requestTimeout, limits: limits, preload: preload, maxAdapterBytes: maxAdapterMb * 1024 * 1024)
+            requestTimeout: requestTimeout, limits: limits, preload: preload, maxAdapterBytes: maxAdapterMb * 1024 * 1024,
+            headerTimeout: headerTimeout, bodyTimeout: bodyTimeout, idleTimeout: idleTimeout, maxConnections: maxConnections)
         let store: TimingStore
         do {
             store = try TimingStore(path: db)

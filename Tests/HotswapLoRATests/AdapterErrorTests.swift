@@ -107,4 +107,48 @@ import HotswapPipeline
         #expect(try AdapterSpec(parsing: "/a/b:c/style.safetensors") == AdapterSpec(name: "/a/b:c/style.safetensors", scale: 1))
         #expect(try AdapterSpec(parsing: "style:-1") == AdapterSpec(name: "style", scale: -1))
     }
+
+    /// A copy of a fixture adapter with one tensor replaced (or metadata changed).
+    func mutate(_ fixture: String, into name: String, metadata: [String: String]? = nil,
+                _ change: (inout [String: Tensor]) -> Void = { _ in }) throws {
+        let source = try SafeTensorsFile(url: directory.appendingPathComponent("\(fixture).safetensors"))
+        var tensors = try source.allTensors().mapValues { $0.copy() }
+        change(&tensors)
+        try SafeTensorsWriter.write(tensors, metadata: metadata ?? source.metadata,
+                                    to: directory.appendingPathComponent("\(name).safetensors"))
+    }
+
+    /// The crashers of the reliability review, kept as regressions: non-finite or overflowing
+    /// values are refused with the tensor named, by activate and by the upload check alike.
+    @Test(arguments: [Float.nan, .infinity, -.infinity])
+    func nonFiniteWeightsAndAlphas(value: Float) throws {
+        try mutate("kohya", into: "badup") { tensors in
+            let key = tensors.keys.sorted().first { $0.hasSuffix("lora_up.weight") }!
+            tensors[key]!.data[3] = value
+        }
+        try expectRefused([AdapterSpec(name: "badup")], ["badup.safetensors", "lora_up.weight", "every value must be finite"])
+        try mutate("kohya", into: "badalpha") { tensors in
+            for key in tensors.keys where key.hasSuffix(".alpha") { tensors[key] = Tensor(shape: [], values: [value]) }
+        }
+        try expectRefused([AdapterSpec(name: "badalpha")], ["badalpha.safetensors", ".alpha", "alpha must be a finite number"])
+        #expect(throws: LoRAError.self) { try manager.validate(url: directory.appendingPathComponent("badalpha.safetensors")) }
+    }
+
+    @Test func overflowingAlphaAndBadPEFTMetadata() throws {
+        try mutate("kohya", into: "hugealpha") { tensors in
+            for key in tensors.keys where key.hasSuffix(".alpha") { tensors[key] = Tensor(shape: [], values: [3e38]) }
+        }
+        try expectRefused([AdapterSpec(name: "hugealpha")], ["hugealpha.safetensors", "would overflow Float32"])
+        let peft = try SafeTensorsFile(url: directory.appendingPathComponent("peft_attn.safetensors"))
+        let config = try #require(peft.metadata["lora_adapter_metadata"])
+        for (name, edited) in [("rankzero", config.replacingOccurrences(of: "\"unet.r\": 4", with: "\"unet.r\": 0")),
+                               ("alphahuge", config.replacingOccurrences(of: "\"unet.lora_alpha\": 8.0", with: "\"unet.lora_alpha\": 1e300"))] {
+            #expect(edited != config, "the fixture's metadata changed its spelling: \(config)")
+            var metadata = peft.metadata
+            metadata["lora_adapter_metadata"] = edited
+            try mutate("peft_attn", into: name, metadata: metadata)
+            try expectRefused([AdapterSpec(name: name)], ["\(name).safetensors"])
+            #expect(throws: LoRAError.self) { try manager.validate(url: directory.appendingPathComponent("\(name).safetensors")) }
+        }
+    }
 }

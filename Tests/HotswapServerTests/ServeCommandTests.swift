@@ -193,24 +193,5 @@ func rawGet(port: Int, path: String) throws -> String {
 
 /// Sends one request and reads until the server closes the connection.
 private func rawExchange(port: Int, request: String) throws -> Data {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-    _ = request.withCString { send(fd, $0, strlen($0), 0) }
-    var response = Data()
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = recv(fd, &chunk, chunk.count, 0)
-        if n <= 0 { break }
-        response.append(contentsOf: chunk[0..<n])
-    }
-    return response
+    try rawHTTP(port: port, bytes: Array(request.utf8), timeout: 300)
 }

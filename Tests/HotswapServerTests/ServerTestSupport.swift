@@ -112,3 +112,39 @@ func waitFor(seconds: Double = 10, _ condition: @Sendable () -> Bool, sourceLoca
         try await Task.sleep(for: .milliseconds(5))
     }
 }
+
+/// Sends raw bytes to 127.0.0.1:`port` (optionally half-closing after them) and reads until the
+/// server closes the connection or `timeout` seconds pass without data.
+func rawHTTP(port: Int, bytes: [UInt8], timeout: Double, halfClose: Bool = false) throws -> Data {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var wait = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+    // MSG_NOSIGNAL: a server that closed early must not kill the test process with SIGPIPE.
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    if halfClose { shutdown(fd, Int32(SHUT_WR)) }
+    var response = Data()
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &chunk, chunk.count, 0)
+        if n <= 0 { break }
+        response.append(contentsOf: chunk[0..<n])
+    }
+    return response
+}
+
+/// The status code of a raw HTTP response (nil when none came).
+func statusCode(_ response: Data) -> Int? {
+    let line = String(decoding: response.prefix(while: { $0 != 0x0d }), as: UTF8.self)
+    guard line.hasPrefix("HTTP/1.") else { return nil }
+    return Int(line.split(separator: " ").dropFirst().first ?? "")
+}
