@@ -80,3 +80,28 @@ import HotswapPipeline
         #expect(result.stderr.contains("does not exist"), "\(result.stderr)")
     }
 }
+
+/// `adapters inspect` says what a file is and exits non-zero when it cannot be used; `serve`
+/// refuses out-of-range options before it starts (no overflow trap).
+@Suite struct AdapterAndServeOptionTests {
+    @Test func inspectExitsNonZeroForUnusableFiles() throws {
+        let good = try HotswapProcess.run(["adapters", "inspect", Fixtures.url("lora/sd1-tiny/kohya.safetensors").path])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("format:"))
+        // A model's weights are no adapter.
+        let vae = try HotswapProcess.run(["adapters", "inspect",
+                                          Fixtures.url("models/sd1-tiny/vae/diffusion_pytorch_model.safetensors").path])
+        #expect(vae.status != 0 && vae.stderr.contains("not a usable adapter"), "\(vae.stderr)")
+        // A file that does not fit the model given.
+        let sd2 = try HotswapProcess.run(["adapters", "inspect", Fixtures.url("lora/sd2-tiny/peft_attn.safetensors").path,
+                                          "--model", Fixtures.url("models/sd1-tiny").path])
+        #expect(sd2.status != 0 && sd2.stderr.contains("does not fit"), "\(sd2.stderr)")
+    }
+
+    @Test(arguments: [["--max-adapter-mb", "9000000000000000"], ["--max-adapter-mb=-5"], ["--cache-mb", "9000000000000000"],
+                      ["--header-timeout", "0"], ["--max-connections", "0"], ["--queue-depth=-1"]])
+    func serveRefusesOutOfRangeOptions(options: [String]) throws {
+        let result = try HotswapProcess.run(["serve", "--model", Fixtures.url("models/sd1-tiny").path, "--port", "0"] + options)
+        #expect(result.status != 0 && result.status != 132 && result.stderr.contains("must be"), "\(result.status): \(result.stderr)")
+    }
+}

@@ -37,6 +37,23 @@ struct HTTPRobustnessTests {
         }
     }
 
+    /// A client that never finishes its headers (slowloris) is disconnected after --header-timeout.
+    @Test func slowHeadersAreCutOff() async throws {
+        let harness = try Harness(headerTimeout: 0.5)
+        defer { harness.cleanup() }
+        try await harness.app.test(.live) { client in
+            try await waitUntilReady(client)
+            let port = try #require(client.port)
+            let start = Date()
+            let response = try await Task.detached {
+                try rawHTTP(port: port, bytes: Array("POST /v1/images HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8), timeout: 20)
+            }.value
+            let waited = Date().timeIntervalSince(start)
+            #expect(response.isEmpty && waited < 10, "closed after \(waited) s with \(response.count) bytes")
+            #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
+        }
+    }
+
     @Test(.enabled(if: FuzzBudget.enabled, "set HOTSWAP_FUZZ_SECONDS to run the fuzzers"))
     func mutatedRequestsNeverGet500OrStopTheServer() async throws {
         let budget = try #require(FuzzBudget.fromEnvironment)

@@ -27,7 +27,7 @@ struct Harness {
 
     init(queueDepth: Int = 4, requestTimeout: TimeInterval = 30, maxSteps: Int = 50, maxPixels: Int = 512 * 512,
          maxAdapterBytes: Int = 4096, adapters: [String] = ["alpha", "beta"], preload: [String] = [],
-         warmupGate: DispatchSemaphore? = nil) throws {
+         warmupGate: DispatchSemaphore? = nil, headerTimeout: Double = 30) throws {
         directory = try makeTemporaryDirectory()
         for name in adapters {
             try Data("FAKE-LORA \(name)".utf8).write(to: directory.appendingPathComponent(name + ".safetensors"))
@@ -42,7 +42,8 @@ struct Harness {
             configuration: ServerConfiguration(adaptersDirectory: directory, queueDepth: queueDepth,
                                                requestTimeout: requestTimeout,
                                                limits: limits,
-                                               preload: preload, maxBodyBytes: 4096, maxAdapterBytes: maxAdapterBytes),
+                                               preload: preload, maxBodyBytes: 4096, maxAdapterBytes: maxAdapterBytes,
+                                               headerTimeout: headerTimeout),
             generator: fake, store: store, logger: logger)
     }
 
