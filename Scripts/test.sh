@@ -17,3 +17,5 @@ HOTSWAP_ISA=baseline swift test -c release -Xswiftc -enable-testing --package-pa
 # server), bounded in time; each prints its seed and input count (HOTSWAP_FUZZ_SEED replays one).
 HOTSWAP_FUZZ_SECONDS="${HOTSWAP_FUZZ_SECONDS:-60}" swift test -c release -Xswiftc -enable-testing --package-path . --skip-build \
     --filter "AdapterFuzzTests|HTTPRobustnessTests" "$@"
+# Property-based API tests from docs/openapi.yaml against a live server (schemathesis).
+Scripts/api-property-tests.sh
