@@ -4,6 +4,7 @@
 // on the NIO event loops, not on the cooperative pool. Callers await results through checked
 // continuations; the event loops stay free to answer /healthz and 429s while a job runs.
 import Foundation
+import HotswapStore
 
 /// Why a job never ran (or why it could not be queued).
 public enum JobQueueError: Error, Equatable, Sendable {
@@ -53,12 +54,13 @@ public final class JobQueue: @unchecked Sendable {
 
     private final class Job {
         let id: UInt64
-        let enqueued: DispatchTime
+        /// Time since the job entered the queue.
+        let enqueued: Stopwatch
         /// Warm-up: never times out.
         let exclusive: Bool
         let work: () -> Void            // runs on the worker thread; resumes the continuation itself
         let fail: (JobQueueError) -> Void
-        init(id: UInt64, enqueued: DispatchTime, exclusive: Bool = false, work: @escaping () -> Void,
+        init(id: UInt64, enqueued: Stopwatch, exclusive: Bool = false, work: @escaping () -> Void,
              fail: @escaping (JobQueueError) -> Void) {
             self.id = id
             self.enqueued = enqueued
@@ -107,7 +109,7 @@ public final class JobQueue: @unchecked Sendable {
                 guard !stopped else { return nil }
                 let id = nextID
                 nextID += 1
-                let job = Job(id: id, enqueued: .now(), exclusive: true,
+                let job = Job(id: id, enqueued: Stopwatch(), exclusive: true,
                               work: { continuation.resume(with: Result { try work() }) },
                               fail: { continuation.resume(throwing: $0) })
                 pending.insert(job, at: 0)
@@ -133,11 +135,11 @@ public final class JobQueue: @unchecked Sendable {
         }
         let ticket = try reservation.get()
         ticketHandler(ticket)
-        let enqueued = DispatchTime.now()
+        let enqueued = Stopwatch()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<JobResult<T>, Error>) in
                 let job = Job(id: ticket.id, enqueued: enqueued, work: {
-                    let queueMs = Double(DispatchTime.now().uptimeNanoseconds - enqueued.uptimeNanoseconds) / 1e6
+                    let queueMs = enqueued.elapsedMs
                     continuation.resume(with: Result { JobResult(value: try work(ticket), queueMs: queueMs) })
                 }, fail: { continuation.resume(throwing: $0) })
                 let refusal: JobQueueError? = condition.withLock {
@@ -209,7 +211,7 @@ public final class JobQueue: @unchecked Sendable {
             return pending.remove(at: index)
         }
         if let job {
-            job.fail(.timedOut(waitedMs: Double(DispatchTime.now().uptimeNanoseconds - job.enqueued.uptimeNanoseconds) / 1e6))
+            job.fail(.timedOut(waitedMs: job.enqueued.elapsedMs))
             notifyDepth()
         }
     }
@@ -232,7 +234,7 @@ public final class JobQueue: @unchecked Sendable {
             notifyDepth()
 
             // A job whose deadline passed while the timer was late is dropped here too.
-            let waited = Double(DispatchTime.now().uptimeNanoseconds - job.enqueued.uptimeNanoseconds) / 1e9
+            let waited = job.enqueued.elapsedMs / 1000
             if timeout > 0 && waited > timeout && !job.exclusive {
                 job.fail(.timedOut(waitedMs: waited * 1000))
             } else {

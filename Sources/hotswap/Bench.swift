@@ -3,6 +3,7 @@ import Foundation
 import HotswapCore
 import HotswapModels
 import HotswapPipeline
+import HotswapStore
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,9 +26,9 @@ struct BenchOptions: ParsableArguments {
         let freshBefore = BufferPool.freshAllocations
         var seconds: [Double] = []
         for _ in 0..<runs {
-            let start = DispatchTime.now()
+            let start = Stopwatch()
             body()
-            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
+            seconds.append(start.elapsedMs / 1000)
         }
         // Activation buffers the pool could not serve during the timed runs (0: steady state
         // reuses the first run's buffers, no fresh heap allocation of activations).

@@ -25,7 +25,7 @@ struct HTTPRobustnessTests {
                 ("POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\(Self.body)", true),
             ]
             for (request, halfClose) in cases {
-                let response = try await Task.detached { try rawHTTP(port: port, bytes: Array(request.utf8), timeout: 10, halfClose: halfClose) }.value
+                let response = try await rawHTTPOffPool(port: port, bytes: Array(request.utf8), timeout: 5, halfClose: halfClose)
                 // A body cut short by a half-close: a 400, or (when the end of input reaches the
                 // server before the route reads the body) a close without an answer; never a 500.
                 let status = statusCode(response)
@@ -45,9 +45,8 @@ struct HTTPRobustnessTests {
             try await waitUntilReady(client)
             let port = try #require(client.port)
             let start = Date()
-            let response = try await Task.detached {
-                try rawHTTP(port: port, bytes: Array("POST /v1/images HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8), timeout: 20)
-            }.value
+            let response = try await rawHTTPOffPool(port: port, bytes: Array("POST /v1/images HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8),
+                                                    timeout: 20)
             let waited = Date().timeIntervalSince(start)
             #expect(response.isEmpty && waited < 10, "closed after \(waited) s with \(response.count) bytes")
             #expect(try await client.execute(uri: "/healthz", method: .get).status == .ok)
@@ -78,7 +77,7 @@ struct HTTPRobustnessTests {
             while Date() < deadline {
                 let mutant = Mutator.mutate(Array(seeds.randomElement(using: &rng)!.utf8), using: &rng)
                 inputs += 1
-                let response = try await Task.detached { try rawHTTP(port: port, bytes: mutant, timeout: 0.5, halfClose: true) }.value
+                let response = try await rawHTTPOffPool(port: port, bytes: mutant, timeout: 0.5, halfClose: true)
                 let status = statusCode(response) ?? 0
                 statuses[status, default: 0] += 1
                 if status >= 500 && status != 503 {

@@ -143,6 +143,16 @@ func rawHTTP(port: Int, bytes: [UInt8], timeout: Double, halfClose: Bool = false
     return response
 }
 
+/// `rawHTTP` on a thread of its own: a blocking socket read must not hold one of the few threads
+/// of Swift concurrency's pool (2 on this machine), which the suites running beside it need.
+func rawHTTPOffPool(port: Int, bytes: [UInt8], timeout: Double, halfClose: Bool = false) async throws -> Data {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try rawHTTP(port: port, bytes: bytes, timeout: timeout, halfClose: halfClose) })
+        }
+    }
+}
+
 /// The status code of a raw HTTP response (nil when none came).
 func statusCode(_ response: Data) -> Int? {
     let line = String(decoding: response.prefix(while: { $0 != 0x0d }), as: UTF8.self)
