@@ -9,6 +9,7 @@ import HotswapStore
 /// The image came out with NaN or infinite values (non-finite weights in the model or an adapter):
 /// an error of the render, never a crash.
 public struct NonFiniteImageError: Error, CustomStringConvertible {
+    public init() {}
     public var description: String {
         "the decoded image holds NaN or infinite values (the model's or an adapter's weights are not finite)"
     }

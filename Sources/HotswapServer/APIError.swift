@@ -79,6 +79,11 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
                  headers: [.retryAfter: "1"])
     }
 
+    /// Adapter files named without the server's folders (clients know adapters by name).
+    static func withoutFolders(_ message: String) -> String {
+        message.replacingOccurrences(of: #"/[^\s'"]*/([^/\s'"]+\.safetensors)"#, with: "$1", options: .regularExpression)
+    }
+
     /// The one mapping from an engine error to the API's answer: request errors are 4xx with the
     /// field they are about, an adapter that does not exist 404, one that cannot be used 422,
     /// anything else our fault (500).
@@ -99,7 +104,7 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
                 let field = adapters.count > 1 ? "adapters[\(index ?? 0)].name" : "adapter"
                 return (adapterNotFound(AdapterManager.displayName(name), field: field), .notFound)
             }
-            return (APIError(.unprocessableContent, code: "invalid_adapter", message: error.description, field: "adapter"), .invalid)
+            return (APIError(.unprocessableContent, code: "invalid_adapter", message: withoutFolders(error.description), field: "adapter"), .invalid)
         case let error as AdapterValidationError:
             return (APIError(.unprocessableContent, code: "invalid_adapter", message: error.description, field: "adapter"), .invalid)
         case let error as NonFiniteImageError:

@@ -285,3 +285,17 @@ struct RouterTests {
         }
     }
 }
+
+@Suite struct APIErrorMappingTests {
+    @Test func adapterErrorsNameFilesWithoutTheServersFolders() {
+        let error = LoRAError.invalidValues(file: "/srv/hotswap/adapters/night.safetensors", key: "x.alpha", reason: "is nan")
+        let (api, outcome) = APIError.from(error)
+        #expect(api.status == .unprocessableContent && outcome == .invalid)
+        #expect(api.message == "adapter night.safetensors: x.alpha is nan", "\(api.message)")
+        let (missing, _) = APIError.from(LoRAError.unknownAdapter(name: "ghost", directory: "/srv", available: []),
+                                         adapters: [AdapterSpec(name: "a"), AdapterSpec(name: "ghost")])
+        #expect(missing.status == .notFound && missing.field == "adapters[1].name")
+        #expect(APIError.from(NonFiniteImageError()).0.code == "non_finite_image")
+        #expect(APIError.from(GenerationError.stepsOutOfRange(0, max: 50)).0.field == "steps")
+    }
+}
