@@ -25,7 +25,7 @@ struct HTTPRobustnessTests {
                 ("POST /v1/images HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n\(Self.body)", true),
             ]
             for (request, halfClose) in cases {
-                let response = try await rawHTTPOffPool(port: port, bytes: Array(request.utf8), timeout: 5, halfClose: halfClose)
+                let response = try await rawHTTPOffPool(port: port, bytes: Array(request.utf8), timeout: 30, halfClose: halfClose)
                 // A body cut short by a half-close: a 400, or (when the end of input reaches the
                 // server before the route reads the body) a close without an answer; never a 500.
                 let status = statusCode(response)
