@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "HotswapStoreTests", dependencies: ["HotswapStore"]),
         .testTarget(name: "HotswapCLITests", dependencies: ["hotswap", "HotswapPipeline", "HotswapTestSupport"]),
         .testTarget(name: "HotswapServerTests", dependencies: [
-            "HotswapServer", "HotswapPipeline", "HotswapStore", "HotswapLoRA", "HotswapModels", "HotswapTestSupport",
+            "HotswapServer", "HotswapPipeline", "HotswapStore", "HotswapLoRA", "HotswapModels", "HotswapCore", "HotswapTestSupport",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
     ],

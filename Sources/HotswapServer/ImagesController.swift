@@ -54,8 +54,9 @@ struct ImagesController<Context: RequestContext>: Sendable {
         var body: GenerationRequest?
         do {
             let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
-            body = try ImageRequestBody.parse(Data(buffer: bytes), queryAdapter: request.uri.queryParameters.get("adapter"))
-            resolved = try service.generator.prepare(body!)
+            let parsed = try ImageRequestBody.parse(Data(buffer: bytes), queryAdapter: request.uri.queryParameters.get("adapter"))
+            body = parsed
+            resolved = try service.generator.prepare(parsed)
         } catch is NIOTooManyBytesError {
             throw refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid)
         } catch {

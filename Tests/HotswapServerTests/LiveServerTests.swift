@@ -1,6 +1,7 @@
 import Foundation
 import HotswapModels
 import HTTPTypes
+import HotswapCore
 import HotswapLoRA
 import HotswapPipeline
 import Hummingbird
@@ -198,4 +199,49 @@ func readStatus(_ fd: Int32) throws -> Int {
     let n = recv(fd, &buffer, buffer.count, 0)
     guard n > 12 else { return 0 }
     return Int(String(decoding: buffer[9..<12], as: UTF8.self)) ?? 0
+}
+
+/// A hostile adapter against the real engine.
+@Suite("Server live, hostile adapter (fixture model)")
+struct LiveHostileAdapterTests {
+    /// A hostile adapter (NaN alphas) placed in the folder by hand or uploaded: the listing stays
+    /// 200, a request naming it is a 422, the upload is refused and never visible, and the server
+    /// keeps rendering.
+    @Test func hostileAdapterNeverBreaksTheService() async throws {
+        let directory = try makeTemporaryDirectory("live-hostile")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let adapters = directory.appendingPathComponent("adapters")
+        try FileManager.default.createDirectory(at: adapters, withIntermediateDirectories: true)
+        let source = try SafeTensorsFile(url: Fixtures.url("lora/sd1-tiny/kohya.safetensors"))
+        var tensors = try source.allTensors().mapValues { $0.copy() }
+        for key in tensors.keys where key.hasSuffix(".alpha") { tensors[key] = Tensor(shape: [], values: [.nan]) }
+        let hostile = directory.appendingPathComponent("hostile.safetensors")
+        try SafeTensorsWriter.write(tensors, to: hostile)
+        try FileManager.default.copyItem(at: hostile, to: adapters.appendingPathComponent("byhand.safetensors"))
+        let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, adaptersDirectory: adapters, queueDepth: 2)
+        let generator = PipelineGenerator(modelDirectory: Fixtures.url("models/sd1-tiny"), adaptersDirectory: adapters,
+                                          limits: configuration.limits, warmupSteps: 1)
+        var logger = Logger(label: "live")
+        logger.logLevel = .warning
+        let service = ImageService(configuration: configuration, generator: generator,
+                                   store: try TimingStore(path: directory.appendingPathComponent("t.sqlite").path), logger: logger)
+        try await buildApplication(service: service, logger: logger).test(.router) { client in
+            try await waitUntilReady(client, seconds: 120)
+            let list = try await client.execute(uri: "/v1/adapters", method: .get)
+            #expect(list.status == .ok)
+            #expect(String(buffer: list.body).contains(#""format":"invalid""#), "\(String(buffer: list.body))")
+            let image = try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders,
+                                                 body: json(["prompt": "x", "steps": 2, "adapter": "byhand"]))
+            #expect(image.status == .unprocessableContent)
+            #expect(decodeError(image)?.message.contains("alpha must be a finite number") == true)
+            let upload = try await client.execute(uri: "/v1/adapters/uploaded", method: .put,
+                                                  body: ByteBuffer(bytes: try Data(contentsOf: hostile)))
+            #expect(upload.status == .unprocessableContent)
+            #expect(!FileManager.default.fileExists(atPath: adapters.appendingPathComponent("uploaded.safetensors").path))
+            #expect(try await client.execute(uri: "/v1/adapters", method: .get).status == .ok)
+            let plain = try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders,
+                                                 body: json(["prompt": "x", "steps": 2]))
+            #expect(plain.status == .ok)
+        }
+    }
 }
