@@ -114,12 +114,10 @@ func waitFor(seconds: Double = 10, _ condition: @Sendable () -> Bool, sourceLoca
     }
 }
 
-/// Sends raw bytes to 127.0.0.1:`port` (optionally half-closing after them) and reads until the
-/// server closes the connection or `timeout` seconds pass without data.
-func rawHTTP(port: Int, bytes: [UInt8], timeout: Double, halfClose: Bool = false) throws -> Data {
+/// A TCP socket connected to 127.0.0.1:`port` (the caller closes it).
+func connectLoopback(port: Int) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EIO) }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -127,7 +125,15 @@ func rawHTTP(port: Int, bytes: [UInt8], timeout: Double, halfClose: Bool = false
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+    return fd
+}
+
+/// Sends raw bytes to 127.0.0.1:`port` (optionally half-closing after them) and reads until the
+/// server closes the connection or `timeout` seconds pass without data.
+func rawHTTP(port: Int, bytes: [UInt8], timeout: Double, halfClose: Bool = false) throws -> Data {
+    let fd = try connectLoopback(port: port)
+    defer { close(fd) }
     var wait = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1e6))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
     // MSG_NOSIGNAL: a server that closed early must not kill the test process with SIGPIPE.
