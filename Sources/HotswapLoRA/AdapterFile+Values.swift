@@ -3,8 +3,6 @@ import HotswapCore
 import HotswapModels
 
 extension AdapterFile {
-    /// The largest request scale an adapter may be used at (the API's and CLI's limit).
-    static let maxRequestScale: Float = 16
     /// Bound on |scale * up * down| for any weight: far from Float32's 3.4e38, so base + several
     /// adapters still sum to finite numbers.
     static let maxUpdateMagnitude: Float = 1e30
@@ -46,7 +44,7 @@ extension AdapterFile {
                 }
                 largest.append(maximum)
             }
-            let bound = largest.reduce(Float(max(rank, 1)) * abs(scale) * Self.maxRequestScale, *)
+            let bound = largest.reduce(Float(max(rank, 1)) * abs(scale) * AdapterSpec.maxScale, *)
             guard bound.isFinite, bound <= Self.maxUpdateMagnitude else {
                 throw LoRAError.invalidValues(file: name, key: alphaName,
                                               reason: "makes updates up to \(bound) (alpha / rank = \(scale)); the fused weights would overflow Float32")

@@ -29,6 +29,10 @@ public struct AdapterSpec: Hashable, Sendable, CustomStringConvertible {
     /// or `.safetensors`, and the scale.
     public var displayDescription: String { "\(AdapterManager.displayName(name)):\(AdapterSpec.formatScale(scale))" }
 
+    /// The largest |scale| a request may use an adapter at (the CLI's and the API's limit; the
+    /// value check of adapter files bounds updates at this scale).
+    public static let maxScale: Float = 16
+
     /// Shortest text for a scale: 1, 0.75, 1.3 (Float's shortest round-trip form).
     public static func formatScale(_ x: Float) -> String {
         if x == x.rounded(), abs(x) < 1e7 { return String(Int(x)) }

@@ -157,7 +157,7 @@ public struct RequestLimits: Sendable, Equatable {
     public static let maxGuidance: Float = 100
     public static let maxTextBytes = 16 * 1024
     public static let maxAdapters = 8
-    public static let maxAdapterScale: Float = 16
+    public static let maxAdapterScale = AdapterSpec.maxScale
 
     func checkPixels(width: Int, height: Int, field: String) throws {
         if let maxPixels, width * height > maxPixels {
