@@ -315,4 +315,18 @@ public enum JSONWriter {
         }
         return out + "\""
     }
+
+    /// A value as compact JSON text (numbers as written when parsed, members in order).
+    public static func write(_ value: JSONValue) -> String {
+        switch value {
+        case .object(let members):
+            return "{" + members.map { quote($0.key) + ":" + write($0.value) }.joined(separator: ",") + "}"
+        case .array(let items):
+            return "[" + items.map(write).joined(separator: ",") + "]"
+        case .string(let text): return quote(text)
+        case .number(let text): return text
+        case .bool(let flag): return flag ? "true" : "false"
+        case .null: return "null"
+        }
+    }
 }

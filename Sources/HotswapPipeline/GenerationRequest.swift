@@ -21,6 +21,9 @@ public struct GenerationRequest: Sendable, Equatable {
     public var clipSkip: Int?
     /// LoRA adapters to activate before generating, in request order.
     public var adapters: [AdapterSpec]
+    /// The prompt as the client wrote it, when it differs from `prompt` (A1111's `<lora:...>`
+    /// tags are taken out of the encoded text but stay in the infotext, as in A1111).
+    public var writtenPrompt: String?
 
     public init(prompt: String, negativePrompt: String? = nil, steps: Int = 50, guidance: Float = 7.5,
                 seed: UInt64 = TorchGenerator.randomSeed(), width: Int? = nil, height: Int? = nil,
@@ -55,7 +58,7 @@ public struct GenerationRequest: Sendable, Equatable {
             throw GenerationError.invalidGuidance(guidance)
         }
         if let clipSkip, clipSkip < 0 { throw GenerationError.invalidClipSkip(clipSkip, layers: nil) }
-        for (field, text) in [("prompt", prompt), ("negative_prompt", negativePrompt ?? "")] {
+        for (field, text) in [("prompt", writtenPrompt ?? prompt), ("negative_prompt", negativePrompt ?? "")] {
             // The infotext goes into a PNG text chunk, which cannot hold NUL.
             if text.unicodeScalars.contains("\u{0}") { throw GenerationError.invalidText(field: field, reason: "contains a NUL character") }
             if text.utf8.count > RequestLimits.maxTextBytes {

@@ -119,7 +119,7 @@ public final class Renderer: @unchecked Sendable {
 
         let encode = Stopwatch()
         let infotext = Infotext(
-            prompt: request.prompt, negativePrompt: request.negativePrompt ?? "", steps: request.steps,
+            prompt: request.writtenPrompt ?? request.prompt, negativePrompt: request.negativePrompt ?? "", steps: request.steps,
             sampler: resolved.scheduler.samplerLabel, cfgScale: Double(request.guidance), seed: image.seed,
             width: image.width, height: image.height, modelName: model.name, clipSkip: request.clipSkip.map { $0 + 1 },
             loraHashes: adapters.loraHashes(),

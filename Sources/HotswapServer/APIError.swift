@@ -35,13 +35,59 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
         let error: Inner
     }
 
+    /// The error shape each API's clients parse: ours, OpenAI's (`{"error": {"message", "type",
+    /// "param", "code"}}`, read by the `openai` package) and A1111's (its `handle_exception`:
+    /// `{"error", "detail", "body", "errors"}`).
+    enum Dialect {
+        case native, openAI, a1111
+
+        /// Chosen by the route's path, so every error of a route (including 404/405) has its API's shape.
+        static func of(path: String) -> Dialect {
+            if path.hasPrefix("/sdapi/") { return .a1111 }
+            if path == "/v1/images/generations" || path == "/v1/models" || path.hasPrefix("/v1/models/") { return .openAI }
+            return .native
+        }
+    }
+
+    struct OpenAIBody: Encodable {
+        struct Inner: Encodable {
+            let message: String
+            let type: String
+            let param: String?
+            let code: String
+        }
+        let error: Inner
+    }
+
+    struct A1111Body: Encodable {
+        let error: String
+        let detail: String
+        let body: String
+        let errors: String
+        let field: String?
+    }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers = self.headers
         headers[.contentType] = "application/json"
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = (try? encoder.encode(Body(error: .init(code: code, message: message, field: field)))) ?? Data()
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        let data: Data?
+        switch Dialect.of(path: request.uri.path) {
+        case .native:
+            data = try? encoder.encode(Body(error: .init(code: code, message: message, field: field)))
+        case .openAI:
+            let type: String
+            switch status.code {
+            case 429: type = "rate_limit_error"
+            case 500...: type = "server_error"
+            default: type = "invalid_request_error"
+            }
+            data = try? encoder.encode(OpenAIBody(error: .init(message: message, type: type, param: field, code: code)))
+        case .a1111:
+            data = try? encoder.encode(A1111Body(error: code, detail: message, body: "", errors: "\(status.code): \(message)", field: field))
+        }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data ?? Data())))
     }
 
     // MARK: Common cases

@@ -13,6 +13,20 @@ public let serverRoutes: [String] = [
     "GET /healthz",
     "GET /readyz",
     "POST /v1/images",
+    "GET /v1/jobs/{id}",
+    "GET /v1/jobs/{id}/image",
+    "POST /v1/images/generations",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
+    "POST /sdapi/v1/txt2img",
+    "GET /sdapi/v1/progress",
+    "POST /sdapi/v1/interrupt",
+    "GET /sdapi/v1/loras",
+    "GET /sdapi/v1/sd-models",
+    "GET /sdapi/v1/samplers",
+    "GET /sdapi/v1/schedulers",
+    "GET /sdapi/v1/options",
+    "GET /sdapi/v1/scripts",
     "GET /v1/adapters",
     "GET /v1/adapters/{name}",
     "PUT /v1/adapters/{name}",
@@ -45,6 +59,9 @@ public func buildRouter(service: ImageService) -> Router<BasicRequestContext> {
         }
     }
     ImagesController<BasicRequestContext>(service: service).addRoutes(to: router)
+    JobsController<BasicRequestContext>(service: service).addRoutes(to: router)
+    OpenAIController<BasicRequestContext>(service: service).addRoutes(to: router)
+    A1111Controller<BasicRequestContext>(service: service).addRoutes(to: router)
     AdaptersController<BasicRequestContext>(service: service).addRoutes(to: router)
     router.get("/v1/timings") { request, _ in
         var limit = 50

@@ -48,9 +48,10 @@ public protocol ImageGenerating: AnyObject, Sendable {
     func prepare(_ request: GenerationRequest) throws -> ResolvedRequest
 
     /// Swaps adapters, generates, encodes the PNG (`Renderer.render`), filling `record`.
-    /// `shouldContinue` is polled between denoising steps; false cancels with `GenerationError.cancelled`.
+    /// `progress(step, total)` is called after each denoising step (it drives /v1/jobs and
+    /// /sdapi/v1/progress); returning false cancels with `GenerationError.cancelled`.
     func render(_ request: ResolvedRequest, record: inout RequestRecord,
-                shouldContinue: @escaping () -> Bool) throws -> RenderedImage
+                progress: @escaping (Int, Int) -> Bool) throws -> RenderedImage
 
     /// Every adapter file in the adapters directory.
     func listAdapters() throws -> [AdapterDescription]
@@ -61,6 +62,10 @@ public protocol ImageGenerating: AnyObject, Sendable {
     /// Parses the file and checks its keys against the base model; throws
     /// `AdapterValidationError` for a file that cannot be used.
     func validateAdapter(at url: URL, name: String) throws -> AdapterDescription
+
+    /// The adapter file's safetensors `__metadata__` (kohya's ss_* training notes, PEFT's config),
+    /// empty when there is none; nil when no usable file has that name. For GET /sdapi/v1/loras.
+    func adapterMetadata(named name: String) -> [String: String]?
 
     /// The file behind `name` was replaced or removed: drop it from the cache (and from the
     /// active set at the next swap).

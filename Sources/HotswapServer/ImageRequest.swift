@@ -13,13 +13,7 @@ enum ImageRequestBody {
     /// Parses the body into an engine request (a random seed when none was given); `queryAdapter`
     /// is `?adapter=NAME`.
     static func parse(_ data: Data, queryAdapter: String?) throws -> GenerationRequest {
-        let json: JSONValue
-        do { json = try JSONParser.parse(data) } catch {
-            throw APIError.invalidJSON("the body is not valid JSON: \(error)")
-        }
-        guard let members = json.objectMembers else { throw APIError.invalidJSON("the body must be a JSON object") }
-        // The strict parser refuses duplicate keys, so this is a plain map.
-        let fields = Dictionary(uniqueKeysWithValues: members.map { ($0.key, $0.value) })
+        let fields = try object(data)
         if let unknown = fields.keys.sorted().first(where: { !knownFields.contains($0) }) {
             throw APIError.invalidField(unknown, "unknown field '\(unknown.prefix(64))'")
         }
@@ -31,21 +25,10 @@ enum ImageRequestBody {
         request.adapters = try adapters(fields, queryAdapter: queryAdapter)
         if let value = present(fields["steps"]) { request.steps = try integer(value, field: "steps") }
         if let value = present(fields["guidance"]) { request.guidance = Float(try number(value, field: "guidance")) }
-        if let value = present(fields["seed"]) {
-            guard let seed = value.uint64 else {
-                throw APIError.invalidField("seed", "seed must be an integer in 0...\(UInt64.max), got \(value.brief)")
-            }
-            request.seed = seed
-        }
+        if let value = present(fields["seed"]) { request.seed = try seed(value, field: "seed") }
         if let value = present(fields["width"]) { request.width = try integer(value, field: "width") }
         if let value = present(fields["height"]) { request.height = try integer(value, field: "height") }
-        if let value = present(fields["scheduler"]) {
-            let name = try string(value, field: "scheduler")
-            guard let scheduler = SchedulerName(rawValue: name) else {
-                throw APIError.invalidField("scheduler", "unknown scheduler '\(name.prefix(64))'; choose one of \(SchedulerName.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            request.scheduler = scheduler
-        }
+        if let value = present(fields["scheduler"]) { request.scheduler = try scheduler(value, field: "scheduler") }
         if let value = present(fields["clip_skip"]) { request.clipSkip = try integer(value, field: "clip_skip") }
         return request
     }
@@ -103,6 +86,23 @@ enum ImageRequestBody {
         return value
     }
 
+    /// One of our scheduler names ("euler-a", "dpmpp-2m-karras", ...).
+    static func scheduler(_ value: JSONValue, field: String) throws -> SchedulerName {
+        let name = try string(value, field: field)
+        guard let scheduler = SchedulerName(rawValue: name) else {
+            throw APIError.invalidField(field, "unknown scheduler '\(name.prefix(64))'; choose one of \(SchedulerName.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return scheduler
+    }
+
+    /// A seed: an integer in 0...UInt64.max.
+    static func seed(_ value: JSONValue, field: String) throws -> UInt64 {
+        guard let seed = value.uint64 else {
+            throw APIError.invalidField(field, "\(field) must be an integer in 0...\(UInt64.max), got \(value.brief)")
+        }
+        return seed
+    }
+
     static func checkName(_ name: String, field: String) throws {
         guard AdapterName.isValid(name) else { throw APIError.invalidAdapterName(name, field: field) }
     }
@@ -128,6 +128,27 @@ enum ImageRequestBody {
             }
         }
         throw APIError.invalidField(field, "\(field) must be an integer, got \(value.brief)")
+    }
+
+    static func bool(_ value: JSONValue, field: String) throws -> Bool {
+        guard case .bool(let flag) = value else {
+            throw APIError.invalidField(field, "\(field) must be true or false, got \(value.brief)")
+        }
+        return flag
+    }
+
+    /// The body's top-level members in order (duplicate keys are refused by the strict parser).
+    static func members(_ data: Data) throws -> [(key: String, value: JSONValue)] {
+        let json: JSONValue
+        do { json = try JSONParser.parse(data) } catch {
+            throw APIError.invalidJSON("the body is not valid JSON: \(error)")
+        }
+        guard let members = json.objectMembers else { throw APIError.invalidJSON("the body must be a JSON object") }
+        return members
+    }
+
+    static func object(_ data: Data) throws -> [String: JSONValue] {
+        Dictionary(uniqueKeysWithValues: try members(data).map { ($0.key, $0.value) })
     }
 
     static func number(_ value: JSONValue, field: String) throws -> Double {

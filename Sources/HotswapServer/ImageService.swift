@@ -21,6 +21,8 @@ public final class ImageService: @unchecked Sendable {
     public let store: TimingStore
     public let metrics: ServerMetrics
     public let queue: JobQueue
+    /// Every accepted job's status (and the images of asynchronous ones).
+    public let jobs = JobRegistry()
     let logger: Logger
     private let lock = NSLock()
     private var _readiness: Readiness = .starting

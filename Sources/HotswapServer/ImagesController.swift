@@ -1,12 +1,10 @@
-// POST /v1/images.
+// POST /v1/images: our own API. Parse, check, run the job (RenderJobs), answer a PNG or JSON;
+// with ?async=true answer 202 at once and let the client poll GET /v1/jobs/{id}.
 import Foundation
 import HTTPTypes
-import HotswapLoRA
 import HotswapPipeline
 import HotswapStore
 import Hummingbird
-import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 
 struct ImagesController<Context: RequestContext>: Sendable {
@@ -18,113 +16,43 @@ struct ImagesController<Context: RequestContext>: Sendable {
         }
     }
 
-    /// Parse, submit to the queue (the worker runs the one render path), respond.
     func create(request: Request, context: Context) async throws -> Response {
         var request = request
-        let total = Stopwatch()
-        var logger = context.logger
-        var record = RequestRecord(createdAt: Date(), requestId: context.id)
-        func refuse(_ error: APIError, _ outcome: ServerMetrics.Outcome) -> APIError {
-            service.metrics.count(outcome)
-            logger.notice("image request refused", metadata: [
-                "status": .stringConvertible(error.status.code), "code": .string(error.code),
-                "field": .string(error.field ?? ""), "message": .string(error.message),
-            ])
-            return error
-        }
-        /// A refusal after the request was accepted for rendering is also a timing row.
-        func fail(_ error: APIError, _ outcome: ServerMetrics.Outcome) -> APIError {
-            record.status = Int(error.status.code)
-            record.fail(outcome.rawValue, error.message)
-            record.totalMs = total.elapsedMs
-            service.record(record)
-            return refuse(error, outcome)
-        }
-
-        switch service.readiness {
-        case .ready: break
-        case .stopping:
-            throw refuse(APIError(.serviceUnavailable, code: "shutting_down", message: "the server is shutting down"), .unavailable)
-        case .starting, .failed:
-            throw refuse(APIError.notReady(), .unavailable)
-        }
+        let logger = context.logger
+        do { try service.checkReady() } catch let error as APIError { throw service.refuse(error, .unavailable, logger: logger) }
+        let detached = try Self.asyncFlag(request.uri.queryParameters.get("async"))
 
         // Parse and check (the engine's one validator, before the job waits in the queue).
-        let resolved: ResolvedRequest
-        var body: GenerationRequest?
+        let parsed: GenerationRequest
         do {
             let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
-            let parsed = try ImageRequestBody.parse(Data(buffer: bytes), queryAdapter: request.uri.queryParameters.get("adapter"))
-            body = parsed
-            resolved = try service.generator.prepare(parsed)
+            parsed = try ImageRequestBody.parse(Data(buffer: bytes), queryAdapter: request.uri.queryParameters.get("adapter"))
         } catch is NIOTooManyBytesError {
-            throw refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid)
+            throw service.refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid, logger: logger)
         } catch {
-            let (apiError, outcome) = APIError.from(error, adapters: body?.adapters ?? [])
-            throw refuse(apiError, outcome)
+            throw service.refuse(APIError.from(error).0, .invalid, logger: logger)
         }
-        logger[metadataKey: "adapters"] = .string(resolved.request.adaptersLabel)
+        let resolved = try service.prepare(parsed, logger: logger)
+        let job = RenderJob(api: .images, images: [resolved])
 
-        // A full queue is refused before the disconnect watch starts, so the connection stays open.
-        if service.queue.waiting >= service.queue.depth {
-            throw refuse(queueFull(), .rejected)
-        }
-        let generator = service.generator
-        let ticketBox = NIOLockedValueBox<JobTicket?>(nil)
-        let disconnected = NIOLockedValueBox(false)
-        let job: JobResult<(RenderedImage, RequestRecord)>
-        do {
-            let started = record
-            job = try await request.body.consumeWithInboundCloseHandler { _ in
-                try await service.queue.submit(ticketHandler: { ticket in
-                    ticketBox.withLockedValue { $0 = ticket }
-                    if disconnected.withLockedValue({ $0 }) { ticket.cancel() }
-                }) { ticket in
-                    var record = started
-                    do {
-                        let image = try generator.render(resolved, record: &record, shouldContinue: { !ticket.isCancelled })
-                        return (image, record)
-                    } catch {
-                        throw RenderFailure(error: error, record: record)
-                    }
-                }
-            } onInboundClosed: {
-                disconnected.withLockedValue { $0 = true }
-                ticketBox.withLockedValue { $0 }?.cancel()
-            }
-        } catch let error as JobQueueError {
-            if case .timedOut(let waitedMs) = error { service.metrics.recordQueueWait(ms: waitedMs) }
-            throw refuse(queueError(error), outcomeOf(error))
-        } catch let failure as RenderFailure {
-            // The job ran and failed: its row keeps the phases it reached.
-            record = failure.record
-            var (apiError, outcome) = APIError.from(failure.error, adapters: resolved.request.adapters)
-            apiError.headers[.connection] = "close"
-            throw fail(apiError, outcome)
+        if detached {
+            let id = try service.submitDetached(job, context: context)
+            var response = try jsonResponse(service.jobs.status(id), status: .accepted)
+            response.headers[.location] = "/v1/jobs/\(id)"
+            response.headers[.xJobId] = id
+            return response
         }
 
-        // Answer.
-        let (image, rendered) = job.value
-        record = rendered
-        record.queueMs = job.queueMs
-        record.status = 200
-        record.totalMs = total.elapsedMs
-        service.metrics.count(.ok)
-        service.metrics.recordJob(record)
+        let output = try await service.runJob(job, request: request, context: context)
+        guard let image = output.images.first, let record = output.records.first else {
+            throw APIError(.internalServerError, code: "generation_failed", message: "the job finished without an image")
+        }
         let swap = record.swap ?? SwapReport(cache: .none)
         let inferenceMs = record.generation?.inferenceMs ?? 0
-        service.noteJobDuration(swap.totalMs + inferenceMs)
-        service.record(record)
-        logger.info("image", metadata: [
-            "status": "200", "seed": .stringConvertible(image.seed), "size": .string("\(image.width)x\(image.height)"),
-            "steps": .stringConvertible(resolved.request.steps), "cache": .string(swap.cache.rawValue),
-            "queue_ms": .string(format(job.queueMs)), "swap_ms": .string(format(swap.totalMs)),
-            "inference_ms": .string(format(inferenceMs)), "total_ms": .string(format(record.totalMs ?? 0)),
-        ])
-
         var headers: HTTPFields = [
+            .xJobId: output.id,
             .xSeed: String(image.seed),
-            .xQueueMs: format(job.queueMs),
+            .xQueueMs: format(output.queueMs),
             .xSwapMs: format(swap.totalMs),
             .xInferenceMs: format(inferenceMs),
             .xAdapterCache: swap.cache.rawValue,
@@ -139,57 +67,26 @@ struct ImagesController<Context: RequestContext>: Sendable {
                 image_base64: image.png.base64EncodedString(), seed: image.seed, width: image.width,
                 height: image.height, scheduler: image.scheduler.rawValue,
                 adapters: resolved.request.adapters.map { .init(name: $0.name, scale: $0.scale) }, adapter_cache: swap.cache.rawValue,
-                timings: .init(queue_ms: job.queueMs, swap_ms: swap.totalMs, unload_ms: swap.unloadMs,
+                timings: .init(queue_ms: output.queueMs, swap_ms: swap.totalMs, unload_ms: swap.unloadMs,
                                load_ms: swap.loadMs, apply_ms: swap.applyMs, text_encode_ms: generation.textEncodeMs,
                                denoise_ms: generation.denoiseMs, decode_ms: generation.decodeMs,
                                inference_ms: inferenceMs, total_ms: record.totalMs ?? 0))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            headers[.contentType] = "application/json"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(payload))))
+            var response = try jsonResponse(payload)
+            response.headers.append(contentsOf: headers)
+            return response
         }
         headers[.contentType] = "image/png"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: image.png)))
     }
 
-    /// A render that threw, with the record as far as it got.
-    struct RenderFailure: Error {
-        var error: any Error
-        var record: RequestRecord
-    }
-
-    func queueError(_ error: JobQueueError) -> APIError {
-        switch error {
-        case .full:
-            var error = queueFull()
-            error.headers[.connection] = "close"
-            return error
-        case .timedOut(let waitedMs):
-            return APIError(.serviceUnavailable, code: "queue_timeout",
-                            message: "the job waited \(Int(waitedMs / 1000)) s in the queue, longer than the request timeout of \(Int(service.configuration.requestTimeout)) s",
-                            headers: [.retryAfter: String(service.retryAfterSeconds()), .connection: "close"])
-        case .cancelled:
-            return APIError(.serviceUnavailable, code: "cancelled", message: "the client went away before the job started",
-                            headers: [.connection: "close"])
-        case .shuttingDown:
-            return APIError(.serviceUnavailable, code: "shutting_down", message: "the server is shutting down",
-                            headers: [.connection: "close"])
+    /// `?async=true|false|1|0` (absent: false).
+    static func asyncFlag(_ text: String?) throws -> Bool {
+        switch text?.lowercased() {
+        case nil, "false", "0": return false
+        case "true", "1", "": return true
+        case let other?:
+            throw APIError.invalidField("async", "async must be true or false, got '\(other.prefix(32))'")
         }
-    }
-
-    func outcomeOf(_ error: JobQueueError) -> ServerMetrics.Outcome {
-        switch error {
-        case .full: return .rejected
-        case .timedOut: return .timedOut
-        case .cancelled: return .cancelled
-        case .shuttingDown: return .unavailable
-        }
-    }
-
-    func queueFull() -> APIError {
-        APIError(.tooManyRequests, code: "queue_full",
-                 message: "\(service.queue.depth) jobs are already waiting; retry later",
-                 headers: [.retryAfter: String(service.retryAfterSeconds())])
     }
 
     struct ImageJSON: Encodable {
@@ -209,6 +106,7 @@ struct ImagesController<Context: RequestContext>: Sendable {
 }
 
 extension HTTPField.Name {
+    static let xJobId = Self("X-Job-Id")!
     static let xSeed = Self("X-Seed")!
     static let xQueueMs = Self("X-Queue-Ms")!
     static let xSwapMs = Self("X-Swap-Ms")!

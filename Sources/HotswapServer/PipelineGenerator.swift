@@ -45,8 +45,8 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     }
 
     public func render(_ request: ResolvedRequest, record: inout RequestRecord,
-                       shouldContinue: @escaping () -> Bool) throws -> RenderedImage {
-        try loadedRenderer().render(request, record: &record) { _, _ in shouldContinue() }
+                       progress: @escaping (Int, Int) -> Bool) throws -> RenderedImage {
+        try loadedRenderer().render(request, record: &record, progress: progress)
     }
 
     // MARK: Adapters
@@ -89,6 +89,11 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
         } catch {
             throw AdapterValidationError("\(error)")
         }
+    }
+
+    public func adapterMetadata(named name: String) -> [String: String]? {
+        guard let url = AdapterName.fileURL(for: name, in: adaptersDirectory) else { return nil }
+        return try? AdapterFile(url: url).metadata
     }
 
     public func adapterChanged(named name: String) {

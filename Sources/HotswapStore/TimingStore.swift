@@ -64,7 +64,12 @@ public final class TimingStore: @unchecked Sendable {
         Column("seed", "INTEGER", write: { SQLValue($0.seed) }, read: { $0.seed = $1.uint64 }),
         Column("outcome", "TEXT NOT NULL", write: { SQLValue($0.outcome) }, read: { $0.outcome = $1.string ?? "" }),
         Column("error", "TEXT", write: { SQLValue($0.error) }, read: { $0.error = $1.string }),
+        Column("api", "TEXT", write: { SQLValue($0.api) }, read: { $0.api = $1.string }),
     ]
+
+    /// Request columns added after the table was first shipped: a database written by an older
+    /// build gets them with ALTER TABLE (their definitions must allow NULL for the old rows).
+    static let addedRequestColumns = ["api"]
 
     static func createTable<R>(_ name: String, _ columns: [Column<R>], autoincrementID: Bool) -> String {
         let id = autoincrementID ? ["id INTEGER PRIMARY KEY AUTOINCREMENT"] : []
@@ -87,6 +92,16 @@ public final class TimingStore: @unchecked Sendable {
         try connection.execute("PRAGMA synchronous = NORMAL", operation: "set synchronous")
         try connection.execute("PRAGMA foreign_keys = ON", operation: "enable foreign keys")
         try connection.execute(Self.schema, operation: "create tables (an existing file must have this store's schema)")
+        try addMissingColumns()
+    }
+
+    private func addMissingColumns() throws {
+        let existing = try connection.query("PRAGMA table_info(requests)", operation: "read the requests table's columns")
+            .compactMap { $0["name"]?.string }
+        for column in Self.requestColumns where Self.addedRequestColumns.contains(column.name) && !existing.contains(column.name) {
+            try connection.execute("ALTER TABLE requests ADD COLUMN \(column.name) \(column.definition)",
+                                   operation: "add column requests.\(column.name)")
+        }
     }
 
     /// The journal mode in effect ("wal").

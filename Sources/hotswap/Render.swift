@@ -88,6 +88,7 @@ struct Render: ParsableCommand {
 
         var record = RequestRecord(createdAt: Date(), adapters: request.adaptersLabel, steps: steps, width: width,
                                    height: height, scheduler: scheduler, seed: request.seed)
+        record.api = "cli"
         func fail(_ code: String, _ message: String) -> CLIError {
             record.fail(code, message)
             record.totalMs = total.elapsedMs

@@ -22,6 +22,8 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
     /// Signalled when a job starts.
     let jobStarted = DispatchSemaphore(value: 0)
     var failNext: Error?
+    /// When set, each fake denoising step sleeps this long (so progress can be watched).
+    var stepDelay: TimeInterval?
 
     /// What the fake "model" decides: 64x64 by default, a 12-layer text encoder, Euler.
     static let facts = ModelFacts(defaultImageSize: 64, textEncoderLayers: 12,
@@ -60,12 +62,16 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
         return resolved
     }
 
-    func render(_ job: ResolvedRequest, record: inout RequestRecord, shouldContinue: @escaping () -> Bool) throws -> RenderedImage {
+    func render(_ job: ResolvedRequest, record: inout RequestRecord, progress: @escaping (Int, Int) -> Bool) throws -> RenderedImage {
         lock.withLock { jobs.append(job) }
         jobStarted.signal()
         if let gate = lock.withLock({ jobGate }) { gate.wait() }
         if let error = lock.withLock({ () -> Error? in defer { failNext = nil }; return failNext }) { throw error }
-        guard shouldContinue() else { throw GenerationError.cancelled }
+        // One progress call per step, as the real pipeline does after each denoising step.
+        for step in 1...max(1, job.request.steps) {
+            guard progress(step, job.request.steps) else { throw GenerationError.cancelled }
+            if let delay = lock.withLock({ stepDelay }) { Thread.sleep(forTimeInterval: delay) }
+        }
         let adapters = job.request.adapters
         record.adapters = job.request.adaptersLabel
         record.steps = job.request.steps
@@ -118,6 +124,10 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
         let data = try Data(contentsOf: url)
         guard data.starts(with: Data("FAKE-LORA".utf8)) else { throw AdapterValidationError("not a fake LoRA file") }
         return AdapterDescription(name: name, format: "fake", rank: 4, alpha: 4, targets: ["unet"], size: Int64(data.count))
+    }
+
+    func adapterMetadata(named name: String) -> [String: String]? {
+        exists(name) ? ["ss_output_name": "\(name)-alias"] : nil
     }
 
     func adapterChanged(named name: String) {
