@@ -94,7 +94,7 @@ final class FakeGenerator: ImageGenerating, @unchecked Sendable {
         }
         record.generation = GenerationTimings(textEncodeMs: 1, denoiseMs: 10, decodeMs: 2)
         let rgb = [UInt8](repeating: 128, count: job.width * job.height * 3)
-        let infotext = Infotext(prompt: job.request.prompt, steps: job.request.steps, sampler: job.scheduler.samplerLabel,
+        let infotext = Infotext(prompt: job.request.writtenPrompt ?? job.request.prompt, steps: job.request.steps, sampler: job.scheduler.samplerLabel,
                                 cfgScale: Double(job.request.guidance), seed: job.request.seed, width: job.width,
                                 height: job.height, modelName: modelName,
                                 extraParameters: adapters.isEmpty ? [] : [("Adapters", adapters.map(\.displayDescription).joined(separator: " "))])

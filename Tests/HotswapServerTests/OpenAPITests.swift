@@ -44,10 +44,17 @@ struct OpenAPITests {
         defer { harness.cleanup() }
         try await harness.app.test(.router) { client in
             try await waitUntilReady(client)
+            // A finished asynchronous job, for the /v1/jobs/{id} routes.
+            let accepted = try await client.execute(uri: "/v1/images?async=true", method: .post, headers: jsonHeaders,
+                                                    body: json(["prompt": "x", "steps": 2]))
+            #expect(accepted.status == .accepted)
+            let job = try #require(accepted.headers[HTTPField.Name("X-Job-Id")!])
+            try await waitFor { harness.service.jobs.status(job)?.state == .done }
             for route in serverRoutes {
                 let parts = route.split(separator: " ")
                 let method = HTTPRequest.Method(String(parts[0]))!
-                let uri = parts[1].replacingOccurrences(of: "{name}", with: "alpha")
+                let uri = parts[1].replacingOccurrences(of: "{name}", with: "alpha").replacingOccurrences(of: "{model}", with: "alpha")
+                    .replacingOccurrences(of: "{id}", with: job)
                 let body: ByteBuffer? = switch method {
                 case .post: json(["prompt": "x"])
                 case .put: ByteBuffer(string: "FAKE-LORA alpha")
