@@ -23,3 +23,5 @@ for suite in AdapterFuzzTests HTTPRobustnessTests; do
 done
 # Property-based API tests from docs/openapi.yaml against a live server (schemathesis).
 Scripts/api-property-tests.sh
+# The A1111 and OpenAI routes with the real `webuiapi` and `openai` packages against a live server.
+Scripts/client-api-tests.sh

@@ -72,7 +72,9 @@ public final class AdapterManager: @unchecked Sendable {
     public func resolve(_ name: String) throws -> URL {
         let fm = FileManager.default
         if let dir = adaptersDirectory, !name.contains("/") {
-            for candidate in [name + ".safetensors", name] {
+            // The server names adapters only as `<name>.safetensors` (never a hidden upload's
+            // `.upload-*.part`); the CLI also takes the file's own name.
+            for candidate in allowsPaths ? [name + ".safetensors", name] : [name + ".safetensors"] {
                 let url = dir.appendingPathComponent(candidate)
                 var isDirectory: ObjCBool = false
                 if fm.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue { return url }

@@ -89,7 +89,7 @@ struct A1111Controller<Context: RequestContext>: Sendable {
             extra_generation_params: parsed.scheduleType.map { ["Schedule type": $0] } ?? [:],
             interrupted: output.interrupted)
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let infoText = String(decoding: try encoder.encode(info), as: UTF8.self)
         let imagesJSON = parsed.sendImages ? output.images.map { JSONWriter.quote($0.png.base64EncodedString()) } : []
         let body = "{\"images\":[\(imagesJSON.joined(separator: ","))],\"parameters\":\(JSONWriter.write(.object(parsed.parameters))),\"info\":\(JSONWriter.quote(infoText))}"

@@ -71,7 +71,7 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible, Senda
         var headers = self.headers
         headers[.contentType] = "application/json"
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let data: Data?
         switch Dialect.of(path: request.uri.path) {
         case .native:

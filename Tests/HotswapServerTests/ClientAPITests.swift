@@ -131,6 +131,9 @@ struct ClientAPITests {
     @Test(arguments: [
         // (body, status, field, message fragment)
         (["prompt": "<lora:nope:1> x"], 404, "prompt", "nope"),
+        (["prompt": "<lora:.upload-1.part:1> x"], 404, "prompt", ".upload-1.part"),
+        (["prompt": "<lora:alpha.safetensors:1> x"], 404, "prompt", "alpha.safetensors"),
+        (["prompt": "<lora:my lora:1> x"], 404, "prompt", "my lora"),
         (["prompt": "<lora:alpha:1:0.5> x"], 422, "prompt", "separate"),
         (["prompt": "<lora:alpha:heavy> x"], 422, "prompt", "not a number"),
         (["prompt": "<hypernet:h:1> x"], 422, "prompt", "hypernet"),
