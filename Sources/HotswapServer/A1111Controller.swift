@@ -39,26 +39,30 @@ struct A1111Controller<Context: RequestContext>: Sendable {
         var request = request
         let logger = context.logger
         do { try service.checkReady() } catch let error as APIError { throw service.refuse(error, .unavailable, logger: logger) }
-        let parsed: A1111Request
+        var parsed: A1111Request
         do {
             let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
             parsed = try A1111Request.parse(Data(buffer: bytes), modelName: modelName)
+            parsed.template.adapters = try ImageRequestBody.merge(queryAdapter: request.uri.queryParameters.get("adapter"),
+                                                                  into: parsed.template.adapters)
         } catch is NIOTooManyBytesError {
             throw service.refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid, logger: logger)
         } catch let error as APIError {
             throw service.refuse(error, .invalid, logger: logger)
+        }
+        // The adapters come from the prompt's tags: one that is not there is a 404 naming it as written.
+        for adapter in parsed.template.adapters where try service.generator.describeAdapter(named: adapter.name) == nil {
+            throw service.refuse(APIError(.notFound, code: "adapter_not_found",
+                                          message: "no LoRA named '\(adapter.name.prefix(80))' (from <lora:\(adapter.name.prefix(80)):...> in the prompt); GET /sdapi/v1/loras lists them",
+                                          field: "prompt"), .notFound, logger: logger)
         }
         var images: [ResolvedRequest] = []
         for one in parsed.images {
             do {
                 images.append(try service.prepare(one, logger: logger))
             } catch var error as APIError {
-                // The adapters come from the prompt's tags.
-                if error.code == "adapter_not_found" {
-                    let name = error.message.split(separator: "'").dropFirst().first.map(String.init) ?? ""
-                    error.message = "no LoRA named '\(name)' (from <lora:\(name):...> in the prompt); GET /sdapi/v1/loras lists them"
-                    error.field = "prompt"
-                } else if error.field?.hasPrefix("adapters") == true {
+                // Our field names, as A1111's.
+                if error.field?.hasPrefix("adapters") == true || error.field == "adapter" {
                     error.field = "prompt"
                 } else if error.field == "guidance" {
                     error.field = "cfg_scale"

@@ -85,12 +85,6 @@ struct A1111Request {
         var disableTags = false
         if let value = F.present(fields["disable_extra_networks"]) { disableTags = try F.bool(value, field: "disable_extra_networks") }
         let tags = try PromptTags.extract(written)
-        // A name that cannot be a file in the adapters folder is not there (and never a path).
-        if !disableTags, let bad = tags.adapters.first(where: { !AdapterName.isValid($0.name) }) {
-            throw APIError(.notFound, code: "adapter_not_found",
-                           message: "no LoRA named '\(bad.name.prefix(80))' (from <lora:\(bad.name.prefix(80)):...> in the prompt); GET /sdapi/v1/loras lists them",
-                           field: "prompt")
-        }
         var request = GenerationRequest(prompt: tags.prompt, adapters: disableTags ? [] : tags.adapters)
         if tags.prompt != written { request.writtenPrompt = written }
         request.negativePrompt = try fields["negative_prompt"].flatMap { try F.optionalString($0, field: "negative_prompt") }

@@ -67,13 +67,17 @@ enum ImageRequestBody {
                 adapters.append(AdapterSpec(name: name, scale: scale))
             }
         }
-        if let queryAdapter {
-            try checkName(queryAdapter, field: "adapter")
-            if adapters.isEmpty {
-                adapters = [AdapterSpec(name: queryAdapter)]
-            } else if !adapters.contains(where: { $0.name == queryAdapter }) {
-                throw APIError.invalidField("adapter", "the query parameter adapter=\(queryAdapter) is not among the body's adapters")
-            }
+        return try merge(queryAdapter: queryAdapter, into: adapters)
+    }
+
+    /// `?adapter=NAME`, which a load balancer in front hashes on (deploy/nginx): used when the body
+    /// names no adapter; otherwise it must be among the body's adapters. Every image route takes it.
+    static func merge(queryAdapter: String?, into adapters: [AdapterSpec]) throws -> [AdapterSpec] {
+        guard let queryAdapter else { return adapters }
+        try checkName(queryAdapter, field: "adapter")
+        if adapters.isEmpty { return [AdapterSpec(name: queryAdapter)] }
+        guard adapters.contains(where: { $0.name == queryAdapter }) else {
+            throw APIError.invalidField("adapter", "the query parameter adapter=\(queryAdapter) is not among the request's adapters")
         }
         return adapters
     }

@@ -157,10 +157,12 @@ struct OpenAIController<Context: RequestContext>: Sendable {
         var request = request
         let logger = context.logger
         do { try service.checkReady() } catch let error as APIError { throw service.refuse(error, .unavailable, logger: logger) }
-        let parsed: Parsed
+        var parsed: Parsed
         do {
             let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
             parsed = try parse(Data(buffer: bytes))
+            parsed.template.adapters = try ImageRequestBody.merge(queryAdapter: request.uri.queryParameters.get("adapter"),
+                                                                  into: parsed.template.adapters)
         } catch is NIOTooManyBytesError {
             throw service.refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid, logger: logger)
         } catch let error as APIError {

@@ -317,6 +317,38 @@ struct ClientAPITests {
         }
     }
 
+    /// `?adapter=NAME` (what deploy/nginx hashes on) works on every image route, as on /v1/images.
+    @Test func queryAdapterOnEveryImageRoute() async throws {
+        let harness = try Harness()
+        defer { harness.cleanup() }
+        try await harness.app.test(.router) { client in
+            try await waitUntilReady(client)
+            let tagged = try await client.execute(uri: "/sdapi/v1/txt2img?adapter=alpha", method: .post, headers: jsonHeaders,
+                                                  body: json(["prompt": "x <lora:alpha:0.5>", "steps": 2]))
+            #expect(tagged.status == .ok)
+            #expect(harness.fake.jobs.last?.request.adapters == [AdapterSpec(name: "alpha", scale: 0.5)])
+            let untagged = try await client.execute(uri: "/sdapi/v1/txt2img?adapter=beta", method: .post, headers: jsonHeaders,
+                                                    body: json(["prompt": "x", "steps": 2]))
+            #expect(untagged.status == .ok)
+            #expect(harness.fake.jobs.last?.request.adapters == [AdapterSpec(name: "beta")])
+            let mismatch = try await client.execute(uri: "/sdapi/v1/txt2img?adapter=beta", method: .post, headers: jsonHeaders,
+                                                    body: json(["prompt": "x <lora:alpha:1>", "steps": 2]))
+            #expect(mismatch.status == .badRequest)
+            #expect(try object(mismatch)["field"] as? String == "adapter")
+            let openAI = try await client.execute(uri: "/v1/images/generations?adapter=alpha", method: .post, headers: jsonHeaders,
+                                                  body: json(["prompt": "x", "steps": 2]))
+            #expect(openAI.status == .ok)
+            #expect(harness.fake.jobs.last?.request.adapters == [AdapterSpec(name: "alpha")])
+            let openAIMismatch = try await client.execute(uri: "/v1/images/generations?adapter=alpha", method: .post, headers: jsonHeaders,
+                                                          body: json(["prompt": "x", "model": "beta"]))
+            #expect(openAIMismatch.status == .badRequest)
+            let missing = try await client.execute(uri: "/v1/images/generations?adapter=gone", method: .post, headers: jsonHeaders,
+                                                   body: json(["prompt": "x"]))
+            #expect(missing.status == .notFound)
+            #expect(harness.fake.jobCount == 3)
+        }
+    }
+
     // MARK: Jobs
 
     @Test func asyncJobsArePolledAndFetched() async throws {

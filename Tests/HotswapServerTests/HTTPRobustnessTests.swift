@@ -66,6 +66,11 @@ struct HTTPRobustnessTests {
             "GET /v1/timings?limit=5 HTTP/1.1\r\nHost: x\r\n\r\n",
             "GET /v1/adapters/alpha HTTP/1.1\r\nHost: x\r\n\r\n",
             "DELETE /v1/adapters/nosuch HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nContent-Length: 85\r\n\r\n{\"prompt\": \"a <lora:alpha:0.5>\", \"steps\": 2, \"sampler_name\": \"DPM++ 2M\", \"n_iter\": 2}",
+            "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Length: 57\r\n\r\n{\"prompt\": \"b\", \"model\": \"beta\", \"n\": 2, \"size\": \"64x64\"}",
+            "GET /sdapi/v1/progress?skip_current_image=true HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /v1/images?async=true HTTP/1.1\r\nHost: x\r\nContent-Length: 15\r\n\r\n{\"prompt\": \"c\"}",
+            "GET /v1/jobs/x/image?index=0 HTTP/1.1\r\nHost: x\r\n\r\n",
         ]
         var rng = SeededGenerator(seed: budget.seed)
         var statuses: [Int: Int] = [:]

@@ -111,6 +111,31 @@ import Testing
         #expect(throws: TimingStoreError.self) { try store.recordRequest(RequestRecord(adapters: "after close")) }
     }
 
+    /// A database written before the `api` column existed gets it on open; its old rows read as nil.
+    @Test func olderDatabaseGainsTheAPIColumn() throws {
+        let path = temporaryPath()
+        let oldSchema = TimingStore.schema.replacingOccurrences(of: ",\n    api TEXT", with: "")
+        #expect(oldSchema != TimingStore.schema)
+        var db: OpaquePointer?
+        #expect(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nil) == SQLITE_OK)
+        #expect(sqlite3_exec(db, oldSchema, nil, nil, nil) == SQLITE_OK)
+        #expect(sqlite3_exec(db, "INSERT INTO requests (created_at, adapters, outcome) VALUES ('2026-01-01T00:00:00.000Z', 'old:1', 'ok')", nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(db)
+
+        let store = try TimingStore(path: path)
+        var row = RequestRecord(adapters: "new:1")
+        row.api = "a1111"
+        try store.recordRequest(row)
+        let rows = try store.latestRequests(limit: 5)
+        #expect(rows.map(\.api) == ["a1111", nil])
+        #expect(rows.map(\.adapters) == ["new:1", "old:1"])
+        store.close()
+        // Opening it again adds nothing twice.
+        let again = try TimingStore(path: path)
+        #expect(try again.latestRequests(limit: 5).count == 2)
+        again.close()
+    }
+
     @Test func badPathIsAnError() {
         #expect(throws: TimingStoreError.self) { try TimingStore(path: "/nonexistent-dir/x/timings.sqlite") }
     }
