@@ -80,6 +80,14 @@ def cached(port):
         return {a["name"] for a in json.load(response)["adapters"] if a["cached"]}
 
 
+def adapter_status(port, name):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/adapters/{name}", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def cluster(*args):
     subprocess.run([sys.executable, CLUSTER, *args], check=True)
 
@@ -119,6 +127,27 @@ def test(args, work):
         owners = {n: [r for r, v in per_replica.items() if n in v[3]] for n in names}
         check(all(len(o) == 1 for o in owners.values()), f"each adapter is loaded on exactly one replica ({owners})")
 
+        # One adapters folder: an upload through nginx is served by every replica, a delete is seen by all.
+        with open(args.adapter_file, "rb") as f:
+            upload = urllib.request.Request(f"http://127.0.0.1:{args.port}/v1/adapters/fresh", data=f.read(), method="PUT")
+        try:
+            with urllib.request.urlopen(upload, timeout=60) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = f"{error.code} {error.read()[:300]!r}"
+        check(status in (200, 201), f"PUT /v1/adapters/fresh through nginx: {status}")
+        check(all(adapter_status(r["port"], "fresh") == 200 for r in replicas), "every replica lists the uploaded adapter")
+        check(post_image(args.port, "fresh", args.steps, args.size) == 200, "the uploaded adapter renders through nginx")
+        delete = urllib.request.Request(f"http://127.0.0.1:{args.port}/v1/adapters/fresh", method="DELETE")
+        try:
+            with urllib.request.urlopen(delete, timeout=60) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = f"{error.code} {error.read()[:300]!r}"
+        check(status == 204, f"DELETE through nginx: {status}")
+        check(all(adapter_status(r["port"], "fresh") == 404 for r in replicas), "no replica lists it after the delete")
+        check(post_image(args.port, "fresh", args.steps, args.size) == 404, "and rendering with it is a 404")
+
         # Failover: SIGKILL the replica serving the most adapters; its adapters move to the others.
         victim = max(replicas, key=lambda r: len(per_replica[r["name"]][3]))
         moved = sorted(per_replica[victim["name"]][3])
@@ -133,8 +162,9 @@ def test(args, work):
         report = subprocess.run([sys.executable, os.path.join(ROOT, "Scripts", "timing-report"), "--json",
                                  *[r["db"] for r in replicas]], capture_output=True, text=True)
         merged = json.loads(report.stdout)
-        check(report.returncode == 0 and sum(v["ok"] for v in merged["per_replica"].values()) == 80,
-              "timing-report merges the replicas' databases (80 ok rows, one table per replica)")
+        # 60 + the uploaded adapter's render + 20.
+        check(report.returncode == 0 and sum(v["ok"] for v in merged["per_replica"].values()) == 81,
+              "timing-report merges the replicas' databases (81 ok rows, one table per replica)")
     finally:
         cluster("down", "--run-dir", run_dir)
     time.sleep(0.2)

@@ -25,3 +25,5 @@ done
 Scripts/api-property-tests.sh
 # The A1111 and OpenAI routes with the real `webuiapi` and `openai` packages against a live server.
 Scripts/client-api-tests.sh
+# Scale-out on loopback: 3 replicas behind nginx (installed when missing), affinity and failover.
+Scripts/scale-out-test.sh

@@ -101,11 +101,15 @@ public final class ImageService: @unchecked Sendable {
     // MARK: Helpers
 
     /// Uploads that a killed process left half-written (`.upload-<UUID>.part`, never visible as
-    /// adapters) are removed at start.
-    func removeStaleUploads() {
+    /// adapters) are removed at start. Replicas may share the adapters folder, so only files no
+    /// upload can still be writing go: untouched for longer than the body timeout (plus a minute).
+    func removeStaleUploads(now: Date = Date()) {
         let directory = configuration.adaptersDirectory
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         for name in names where name.hasPrefix(AdaptersController<BasicRequestContext>.uploadPrefix) && name.hasSuffix(".part") {
+            let url = directory.appendingPathComponent(name)
+            let modified = (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date ?? .distantPast
+            guard now.timeIntervalSince(modified) > configuration.bodyTimeout + 60 else { continue }
             do {
                 try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
                 logger.notice("removed an interrupted upload", metadata: ["file": .string(name)])

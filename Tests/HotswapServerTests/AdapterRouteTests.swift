@@ -109,4 +109,19 @@ struct AdapterRouteTests {
         #expect(AdapterName.fileURL(for: "ok", in: dir)?.path == "/tmp/adapters/ok.safetensors")
         #expect(AdapterName.fileURL(for: "..", in: dir) == nil)
     }
+
+    /// Replicas share the adapters folder: a start removes only uploads no replica can still be writing.
+    @Test func startRemovesOnlyAbandonedUploads() throws {
+        let harness = try Harness()
+        defer { harness.cleanup() }
+        let old = harness.directory.appendingPathComponent(".upload-old.part")
+        let fresh = harness.directory.appendingPathComponent(".upload-fresh.part")
+        try Data("partial".utf8).write(to: old)
+        try Data("partial".utf8).write(to: fresh)
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-3600)], ofItemAtPath: old.path)
+        harness.service.removeStaleUploads()
+        #expect(!FileManager.default.fileExists(atPath: old.path))
+        #expect(FileManager.default.fileExists(atPath: fresh.path))
+        #expect(FileManager.default.fileExists(atPath: harness.directory.appendingPathComponent("alpha.safetensors").path))
+    }
 }
