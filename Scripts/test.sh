@@ -27,3 +27,5 @@ Scripts/api-property-tests.sh
 Scripts/client-api-tests.sh
 # Scale-out on loopback: 3 replicas behind nginx (installed when missing), affinity and failover.
 Scripts/scale-out-test.sh
+# The deployment files: Kubernetes manifests (kubernetes-validate, strict) and the nginx config.
+Scripts/validate-deploy.sh
