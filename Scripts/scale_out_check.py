@@ -80,6 +80,23 @@ def cached(port):
         return {a["name"] for a in json.load(response)["adapters"] if a["cached"]}
 
 
+def request_json(port, method, path, body=None, raw=False):
+    """(status, JSON answer or headers): the JSON body for GETs, the headers for POSTs."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            content = response.read()
+            if method == "POST":
+                return response.status, dict(response.headers)
+            return response.status, (content if raw else json.loads(content))
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+    except OSError as error:
+        return f"{type(error).__name__}: {error}", {}
+
+
 def adapter_status(port, name):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/adapters/{name}", timeout=10) as response:
@@ -127,6 +144,30 @@ def test(args, work):
         owners = {n: [r for r, v in per_replica.items() if n in v[3]] for n in names}
         check(all(len(o) == 1 for o in owners.values()), f"each adapter is loaded on exactly one replica ({owners})")
 
+        # Clients that only take a base URL: /adapter/NAME/... routes like ?adapter=NAME.
+        owner = next(r for r in replicas if names[0] in per_replica[r["name"]][3])
+        before = served(owner["port"])
+        status, _ = request_json(args.port, "POST", f"/adapter/{names[0]}/sdapi/v1/txt2img",
+                                 {"prompt": "a circle", "steps": args.steps, "width": args.size, "height": args.size})
+        check(status == 200 and served(owner["port"]) == before + 1,
+              f"POST /adapter/{names[0]}/sdapi/v1/txt2img reached {owner['name']}, which holds {names[0]} ({status})")
+        # Asynchronous jobs, with and without an adapter: their Location routes the polling back.
+        for query in (f"?async=true&adapter={names[1]}", "?async=true"):
+            status, headers = request_json(args.port, "POST", "/v1/images" + query,
+                                           {"prompt": "a circle", "steps": args.steps, "width": args.size, "height": args.size})
+            location = headers.get("Location", "")
+            state = None
+            for _ in range(200):
+                _, body = request_json(args.port, "GET", location)
+                state = body.get("state") if isinstance(body, dict) else None
+                if state in ("done", "failed"):
+                    break
+                time.sleep(0.05)
+            image_url = body.get("image_url", "") if isinstance(body, dict) else ""
+            image_status, _ = request_json(args.port, "GET", image_url, raw=True)
+            check(status == 202 and state == "done" and image_status == 200,
+                  f"async job ({query}) polled through nginx at {location}: {state}, image {image_status}")
+
         # One adapters folder: an upload through nginx is served by every replica, a delete is seen by all.
         with open(args.adapter_file, "rb") as f:
             upload = urllib.request.Request(f"http://127.0.0.1:{args.port}/v1/adapters/fresh", data=f.read(), method="PUT")
@@ -162,9 +203,9 @@ def test(args, work):
         report = subprocess.run([sys.executable, os.path.join(ROOT, "Scripts", "timing-report"), "--json",
                                  *[r["db"] for r in replicas]], capture_output=True, text=True)
         merged = json.loads(report.stdout)
-        # 60 + the uploaded adapter's render + 20.
-        check(report.returncode == 0 and sum(v["ok"] for v in merged["per_replica"].values()) == 81,
-              "timing-report merges the replicas' databases (81 ok rows, one table per replica)")
+        # 60 + the A1111 render + 2 async jobs + the uploaded adapter's render + 20.
+        check(report.returncode == 0 and sum(v["ok"] for v in merged["per_replica"].values()) == 84,
+              "timing-report merges the replicas' databases (84 ok rows, one table per replica)")
     finally:
         cluster("down", "--run-dir", run_dir)
     time.sleep(0.2)

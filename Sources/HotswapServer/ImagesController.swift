@@ -36,9 +36,10 @@ struct ImagesController<Context: RequestContext>: Sendable {
         let job = RenderJob(api: .images, images: [resolved])
 
         if detached {
-            let id = try service.submitDetached(job, context: context)
-            var response = try jsonResponse(service.jobs.status(id), status: .accepted)
-            response.headers[.location] = "/v1/jobs/\(id)"
+            let id = try service.submitDetached(job, request: request, context: context)
+            let status = service.jobs.status(id)
+            var response = try jsonResponse(status, status: .accepted)
+            response.headers[.location] = status?.url("/v1/jobs/\(id)") ?? "/v1/jobs/\(id)"
             response.headers[.xJobId] = id
             return response
         }

@@ -29,6 +29,16 @@ public struct JobStatus: Sendable, Encodable {
     public var error: APIError?
     /// Whether the job's images are kept for `GET /v1/jobs/{id}/image`.
     public var keepsImages: Bool
+    /// The query that routes a follow-up request (status, image) through a hashing balancer to the
+    /// replica holding this job: `adapter=NAME` or `route=KEY` (deploy/nginx/hotswap.conf); nil
+    /// when the request came without either.
+    public var route: String?
+
+    /// `path` with the job's routing query and `extra` query items.
+    public func url(_ path: String, _ extra: [String] = []) -> String {
+        let items = (route.map { [$0] } ?? []) + extra
+        return items.isEmpty ? path : path + "?" + items.joined(separator: "&")
+    }
 
     /// 0...1 over all its images and steps.
     public var progress: Double {
@@ -61,7 +71,7 @@ public struct JobStatus: Sendable, Encodable {
         try c.encodeIfPresent(startedAt?.timeIntervalSince1970, forKey: .startedAt)
         try c.encodeIfPresent(finishedAt?.timeIntervalSince1970, forKey: .finishedAt)
         if let error { try c.encode(APIError.Body.Inner(code: error.code, message: error.message, field: error.field), forKey: .error) }
-        if state == .done && keepsImages { try c.encode("/v1/jobs/\(id)/image", forKey: .imageURL) }
+        if state == .done && keepsImages { try c.encode(url("/v1/jobs/\(id)/image"), forKey: .imageURL) }
     }
 }
 
@@ -90,10 +100,10 @@ public final class JobRegistry: @unchecked Sendable {
     }
 
     /// Registers a job about to be queued; returns its id.
-    public func create(api: String, images: Int, steps: Int, keepsImages: Bool) -> String {
+    public func create(api: String, images: Int, steps: Int, keepsImages: Bool, route: String? = nil) -> String {
         let id = UUID().uuidString.lowercased()
         let status = JobStatus(id: id, api: api, state: .queued, images: images, imagesDone: 0, step: 0, steps: steps,
-                               createdAt: Date(), keepsImages: keepsImages)
+                               createdAt: Date(), keepsImages: keepsImages, route: route)
         lock.withLock {
             entries[id] = Entry(status)
             order.append(id)

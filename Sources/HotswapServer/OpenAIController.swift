@@ -186,9 +186,11 @@ struct OpenAIController<Context: RequestContext>: Sendable {
                                               keepsImages: parsed.wantsURL)
         let host = request.head.authority ?? "\(service.configuration.host):\(service.configuration.port)"
         let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!] ?? "http"
+        let status = service.jobs.status(output.id)
         let data = output.images.enumerated().map { i, image in
             parsed.wantsURL
-                ? ImagesResponse.Image(url: "\(scheme)://\(host)/v1/jobs/\(output.id)/image?index=\(i)", revised_prompt: parsed.template.prompt)
+                ? ImagesResponse.Image(url: "\(scheme)://\(host)" + (status?.url("/v1/jobs/\(output.id)/image", ["index=\(i)"]) ?? ""),
+                                       revised_prompt: parsed.template.prompt)
                 : ImagesResponse.Image(b64_json: image.png.base64EncodedString(), revised_prompt: parsed.template.prompt)
         }
         let size = images.first.map { "\($0.width)x\($0.height)" } ?? ""

@@ -2,6 +2,7 @@
 // queue, swap, timing rows, metrics and job registry, whichever API it came from. The routes only
 // parse their own request shape and format their own answer.
 import Foundation
+import HTTPTypes
 import HotswapLoRA
 import HotswapPipeline
 import HotswapStore
@@ -75,7 +76,7 @@ extension ImageService {
         var logger = context.logger
         try checkQueueSpace(logger: logger)
         let id = jobs.create(api: job.api.rawValue, images: job.images.count, steps: job.images.first?.request.steps ?? 0,
-                             keepsImages: keepsImages)
+                             keepsImages: keepsImages, route: Self.route(of: request))
         logger[metadataKey: "job"] = .string(id)
         let ticketBox = NIOLockedValueBox<JobTicket?>(nil)
         let disconnected = NIOLockedValueBox(false)
@@ -102,11 +103,11 @@ extension ImageService {
 
     /// Queues a job whose client does not wait (POST /v1/images?async=true): returns its id at once
     /// (429 when the queue is full); the images stay in the registry for GET /v1/jobs/{id}/image.
-    func submitDetached(_ job: RenderJob, context: some RequestContext) throws -> String {
+    func submitDetached(_ job: RenderJob, request: Request, context: some RequestContext) throws -> String {
         var logger = context.logger
         try checkQueueSpace(logger: logger)
         let id = jobs.create(api: job.api.rawValue, images: job.images.count, steps: job.images.first?.request.steps ?? 0,
-                             keepsImages: true)
+                             keepsImages: true, route: Self.route(of: request))
         logger[metadataKey: "job"] = .string(id)
         let requestId = context.id
         Task { [logger] in
@@ -119,6 +120,19 @@ extension ImageService {
             }
         }
         return id
+    }
+
+    /// What a hashing balancer routed this request by, so the job's URLs route back to this
+    /// replica: its `?adapter=` (or a `?route=` it already carried), else the balancer's request id
+    /// (nginx sends X-Request-Id, which it hashed when the request named no adapter).
+    static func route(of request: Request) -> String? {
+        let query = request.uri.queryParameters
+        if let adapter = query.get("adapter"), AdapterName.isValid(adapter) { return "adapter=\(adapter)" }
+        let key = query.get("route") ?? request.headers[HTTPField.Name("X-Request-Id")!]
+        guard let key, (1...128).contains(key.utf8.count), key.utf8.allSatisfy({ $0 < 128 && (isalnum(Int32($0)) != 0 || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")) }) else {
+            return nil
+        }
+        return "route=\(key)"
     }
 
     /// A full queue is refused before anything waits.

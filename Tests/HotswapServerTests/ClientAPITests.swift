@@ -346,6 +346,25 @@ struct ClientAPITests {
                                                    body: json(["prompt": "x"]))
             #expect(missing.status == .notFound)
             #expect(harness.fake.jobCount == 3)
+
+            // A job's URLs carry what the balancer routed by, so follow-ups reach the same replica.
+            let routed = try await client.execute(uri: "/v1/images?async=true&adapter=alpha", method: .post, headers: jsonHeaders,
+                                                  body: json(["prompt": "x", "steps": 2]))
+            let id = try #require(routed.headers[Self.jobIdHeader])
+            #expect(routed.headers[.location] == "/v1/jobs/\(id)?adapter=alpha")
+            var headers = jsonHeaders
+            headers[HTTPField.Name("X-Request-Id")!] = "0123abcdef"
+            let base = try await client.execute(uri: "/v1/images?async=true", method: .post, headers: headers,
+                                                body: json(["prompt": "x", "steps": 2]))
+            let baseID = try #require(base.headers[Self.jobIdHeader])
+            #expect(base.headers[.location] == "/v1/jobs/\(baseID)?route=0123abcdef")
+            try await waitFor { harness.service.jobs.status(baseID)?.state == .done }
+            let done = try object(try await client.execute(uri: "/v1/jobs/\(baseID)?route=0123abcdef", method: .get))
+            #expect(done["image_url"] as? String == "/v1/jobs/\(baseID)/image?route=0123abcdef")
+            let url = try await client.execute(uri: "/v1/images/generations?adapter=beta", method: .post, headers: jsonHeaders,
+                                               body: json(["prompt": "x", "steps": 2, "n": 2, "response_format": "url"]))
+            let urls = try #require(try object(url)["data"] as? [[String: Any]]).compactMap { $0["url"] as? String }
+            #expect(urls.count == 2 && urls[1].hasSuffix("/image?adapter=beta&index=1"), "\(urls)")
         }
     }
 
