@@ -22,29 +22,50 @@ extension AdapterFile {
             guard alpha.isFinite, alpha >= 0 else {
                 throw LoRAError.invalidValues(file: name, key: alphaName, reason: "is \(alpha); alpha must be a finite number >= 0")
             }
-            guard rank >= 1 else {
-                throw LoRAError.invalidValues(file: name, key: entry.downKey ?? entry.name, reason: "has rank \(rank); the rank must be at least 1")
+            if entry.rank != nil, rank < 1 {
+                let key = entry.downKey ?? entry.tensors[.hadaW1B]?.key ?? entry.tensors[.lokrW2B]?.key ?? entry.name
+                throw LoRAError.invalidValues(file: name, key: key, reason: "has rank \(rank); the rank must be at least 1")
             }
             guard scale.isFinite else {
                 throw LoRAError.invalidValues(file: name, key: alphaName, reason: "gives alpha / rank = \(scale), not a finite number")
             }
-            var largest: [Float] = []
-            for key in [entry.downKey, entry.upKey].compactMap({ $0 }) {
+            // Every value finite; the largest |value| of each tensor for the overflow bound.
+            var largest: [AdapterTensorRole: Float] = [:]
+            for (role, ref) in entry.tensors where role != .alpha {
                 let tensor: Tensor
-                do { tensor = try safetensors.tensor(key) } catch {
-                    throw LoRAError.unreadable(file: name, reason: "\(key): \(error)")
+                do { tensor = try safetensors.tensor(ref.key) } catch {
+                    throw LoRAError.unreadable(file: name, reason: "\(ref.key): \(error)")
                 }
                 var maximum: Float = 0
                 for i in 0..<tensor.count {
                     let value = tensor.data[i]
                     guard value.isFinite else {
-                        throw LoRAError.invalidValues(file: name, key: key, reason: "holds \(value) at index \(i); every value must be finite")
+                        throw LoRAError.invalidValues(file: name, key: ref.key, reason: "holds \(value) at index \(i); every value must be finite")
                     }
                     maximum = max(maximum, abs(value))
                 }
-                largest.append(maximum)
+                largest[role] = maximum
             }
-            let bound = largest.reduce(Float(max(rank, 1)) * abs(scale) * AdapterSpec.maxScale, *)
+            // The largest possible |update| per weight: each factor's max times the inner sizes summed over.
+            func inner(_ role: AdapterTensorRole) -> Float { Float(entry.shape(role)?.first ?? 1) }
+            func big(_ roles: [AdapterTensorRole]) -> Float { roles.reduce(1) { $0 * (largest[$1] ?? 1) } }
+            var bound: Float
+            switch entry.kind {
+            case .loha:
+                bound = inner(.hadaW1B) * inner(.hadaW2B) * big([.hadaW1A, .hadaW1B, .hadaW2A, .hadaW2B, .hadaT1, .hadaT2])
+                if entry.tensors[.hadaT1] != nil { bound *= inner(.hadaW1B) * inner(.hadaW2B) }
+            case .lokr:
+                bound = inner(.lokrW1B) * inner(.lokrW2B) * big([.lokrW1, .lokrW1A, .lokrW1B, .lokrW2, .lokrW2A, .lokrW2B, .lokrT2])
+                if entry.tensors[.lokrT2] != nil { bound *= inner(.lokrW2B) }
+            case .diff:
+                bound = max(largest[.diff] ?? 0, largest[.diffBias] ?? 0)
+            case .lora, nil:
+                bound = Float(max(rank, 1)) * big([.down, .up, .mid]) + (largest[.upBias] ?? 0)
+                if entry.tensors[.mid] != nil { bound *= inner(.mid) }
+            }
+            bound *= abs(scale) * AdapterSpec.maxScale
+            // DoRA: |m * v / ||v||| <= |m| per weight.
+            bound = max(bound, max(largest[.doraScale] ?? 0, largest[.magnitude] ?? 0) * AdapterSpec.maxScale)
             guard bound.isFinite, bound <= Self.maxUpdateMagnitude else {
                 throw LoRAError.invalidValues(file: name, key: alphaName,
                                               reason: "makes updates up to \(bound) (alpha / rank = \(scale)); the fused weights would overflow Float32")

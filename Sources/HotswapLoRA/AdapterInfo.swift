@@ -6,6 +6,12 @@ public struct AdapterInfo: Sendable, Codable, Equatable {
     public var name: String
     public var path: String
     public var format: AdapterFormat
+    /// The algorithm: lora, locon (k x k convolutions or a Tucker mid core), loha, lokr, dora,
+    /// diff, or mixed (several kinds in one file).
+    public var type: String
+    /// Whether it can apply in runtime mode (`--lora-mode runtime`); LoHa, LoKr, DoRA and full
+    /// diffs apply fused only.
+    public var runtimeCapable: Bool
     /// The most common rank (and every distinct rank).
     public var rank: Int
     public var ranks: [Int]
@@ -35,13 +41,17 @@ extension AdapterInfo {
         format = file.format
         var rankCounts: [Int: Int] = [:], alphaCounts: [Float: Int] = [:], targets: [String: Int] = [:]
         var parameters = 0
+        var kinds: Set<String> = []
         for entry in file.modules {
-            rankCounts[entry.rank, default: 0] += 1
+            kinds.insert(AdapterInfo.typeName(entry))
+            if let rank = entry.rank { rankCounts[rank, default: 0] += 1 }
             let alpha = file.alphaAndRank(entry, modulePath: entry.underscored ? entry.name.replacingOccurrences(of: "_", with: ".") : entry.name).alpha
             alphaCounts[alpha, default: 0] += 1
             targets["\(entry.component.rawValue).\(AdapterInfo.family(entry))", default: 0] += 1
             parameters += entry.parameterCount
         }
+        type = kinds.count == 1 ? kinds.first! : (kinds.isEmpty ? "lora" : (kinds == ["lora", "locon"] ? "locon" : "mixed"))
+        runtimeCapable = !file.modules.contains { $0.isDoRA || ($0.kind != .lora && $0.kind != nil && !($0.kind == .diff && $0.tensors[.diff] == nil)) }
         rank = rankCounts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 0
         ranks = rankCounts.keys.sorted()
         alpha = alphaCounts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 0
@@ -57,6 +67,17 @@ extension AdapterInfo {
         hash = nil
     }
 
+    /// One module's algorithm as `type` names it.
+    static func typeName(_ entry: AdapterModuleEntry) -> String {
+        if entry.isDoRA { return "dora" }
+        switch entry.kind {
+        case .loha: return "loha"
+        case .lokr: return "lokr"
+        case .diff: return "diff"
+        case .lora, nil: return entry.isConvolution || entry.tensors[.mid] != nil ? "locon" : "lora"
+        }
+    }
+
     /// attention / ff / proj / conv / time_emb / mlp / other, from the module name.
     static func family(_ entry: AdapterModuleEntry) -> String {
         let n = entry.underscored ? entry.name : entry.name.replacingOccurrences(of: ".", with: "_")
@@ -66,7 +87,7 @@ extension AdapterInfo {
         if n.hasSuffix("proj_in") || n.hasSuffix("proj_out") { return "proj" }
         if n.contains("mlp_fc") { return "mlp" }
         if n.hasSuffix("time_emb_proj") || n.contains("emb_layers") || n.contains("time_embed") { return "time_emb" }
-        if entry.downShape.count == 4 { return "conv" }
+        if entry.isConvolution || entry.downShape.count == 4 { return "conv" }
         return "other"
     }
 
@@ -81,22 +102,22 @@ extension AdapterInfo {
         if file.modules.contains(where: { $0.component == .textEncoder2 }) { return "SDXL" }
         for entry in file.modules where entry.component == .unet {
             let n = entry.underscored ? entry.name : entry.name.replacingOccurrences(of: ".", with: "_")
-            if n.hasSuffix("attn2_to_k") || n.hasSuffix("attn2_to_v"), entry.downShape.count >= 2 {
-                switch entry.downShape[1] {
+            if n.hasSuffix("attn2_to_k") || n.hasSuffix("attn2_to_v"), let width = entry.inputWidth {
+                switch width {
                 case 768: return "SD1.x"
                 case 1024: return "SD2.x"
                 case 2048: return "SDXL"
-                default: return "unknown (cross-attention width \(entry.downShape[1]))"
+                default: return "unknown (cross-attention width \(width))"
                 }
             }
         }
-        for entry in file.modules where entry.component == .textEncoder && entry.downShape.count >= 2 {
+        for entry in file.modules where entry.component == .textEncoder {
             let n = entry.underscored ? entry.name : entry.name.replacingOccurrences(of: ".", with: "_")
-            if n.hasSuffix("q_proj") {
-                switch entry.downShape[1] {
+            if n.hasSuffix("q_proj"), let width = entry.inputWidth {
+                switch width {
                 case 768: return "SD1.x"
                 case 1024: return "SD2.x"
-                default: return "unknown (text encoder width \(entry.downShape[1]))"
+                default: return "unknown (text encoder width \(width))"
                 }
             }
         }
@@ -109,7 +130,7 @@ extension AdapterInfo {
     public static func failed(url: URL, problem: String) -> AdapterInfo {
         var name = url.lastPathComponent
         if name.hasSuffix(".safetensors") { name.removeLast(".safetensors".count) }
-        return AdapterInfo(name: name, path: url.path, format: .peft, rank: 0, ranks: [], alpha: 0, targets: [:],
+        return AdapterInfo(name: name, path: url.path, format: .peft, type: "unknown", runtimeCapable: false, rank: 0, ranks: [], alpha: 0, targets: [:],
                            moduleCount: 0, parameterCount: 0, fileSize: 0, base: "unknown", fitsModel: false,
                            problem: problem, cached: false, active: false, hash: nil)
     }

@@ -177,7 +177,7 @@ public final class AdapterManager: @unchecked Sendable {
                     contributions[id] = (update.layer, [])
                     layerOrder.append(id)
                 }
-                contributions[id]!.terms.append((update, update.scale * item.spec.scale))
+                contributions[id]!.terms.append((update, item.spec.scale))
             }
         }
 
@@ -194,12 +194,25 @@ public final class AdapterManager: @unchecked Sendable {
 
         // Apply.
         let applyStart = Stopwatch()
+        if mode == .runtime, let fused = ordered.first(where: { !$0.adapter.runtimeCapable }) {
+            // Nothing changed yet: the layers are at their base weights, the previous set unloaded.
+            activeAdapters = []
+            throw LoRAError.fuseOnly(file: fused.adapter.url.path, kind: fused.adapter.kindDescription)
+        }
         switch mode {
         case .fuse:
             var jobs: [FuseKernel.Job] = []
             var installs: [(LoRATargetLayer, Tensor)] = []
             for id in layerOrder {
                 let (layer, terms) = contributions[id]!
+                let weightTerms = terms.compactMap { update, scale -> FuseKernel.Term? in
+                    if let dense = update.dense { return FuseKernel.Term(dense: dense.data, scale: scale) }
+                    if let down = update.down, let up = update.up {
+                        return FuseKernel.Term(down: down.data, up: up.data, rank: update.rank, scale: scale * update.scale)
+                    }
+                    return nil
+                }
+                guard !weightTerms.isEmpty else { continue }
                 let base = layer.baseWeight
                 let buffer: Tensor
                 if let existing = buffers[id], existing.shape == base.shape {
@@ -210,8 +223,7 @@ public final class AdapterManager: @unchecked Sendable {
                 }
                 let columns = base.count / base.shape[0]
                 jobs.append(FuseKernel.Job(base: base.data, out: buffer.data, rows: base.shape[0], columns: columns,
-                                           terms: terms.map { FuseKernel.Term(down: $0.0.down.data, up: $0.0.up.data,
-                                                                               rank: $0.0.rank, scale: $0.1) }))
+                                           terms: weightTerms))
                 installs.append((layer, buffer))
             }
             withExtendedLifetime(ordered) { FuseKernel.run(jobs) }
@@ -222,14 +234,30 @@ public final class AdapterManager: @unchecked Sendable {
         case .runtime:
             for id in layerOrder {
                 let (layer, terms) = contributions[id]!
+                let lowRank = terms.filter { $0.0.down != nil }
+                guard !lowRank.isEmpty else { continue }
                 switch layer {
                 case .linear(let linear):
-                    linear.runtimeAdapters = terms.map { LowRankDelta(down: $0.0.down, up: $0.0.up, scale: $0.1) }
+                    linear.runtimeAdapters = lowRank.map { LowRankDelta(down: $0.0.down!, up: $0.0.up!, scale: $0.1 * $0.0.scale) }
                 case .conv(let conv):
-                    conv.runtimeAdapters = terms.map { ConvLowRankDelta(down: $0.0.down, up: $0.0.up, scale: $0.1) }
+                    conv.runtimeAdapters = lowRank.map { ConvLowRankDelta(down: $0.0.down!, up: $0.0.up!, scale: $0.1 * $0.0.scale) }
                 }
                 changed[id] = layer
             }
+        }
+        // Biases (both modes): base + sum of s * bias update, a vector per layer.
+        for id in layerOrder {
+            let (layer, terms) = contributions[id]!
+            let biasTerms = terms.filter { $0.0.bias != nil }
+            guard !biasTerms.isEmpty else { continue }
+            let out = layer.weightShape[0]
+            let bias = layer.baseBias?.copy() ?? Tensor(zeros: [out])
+            for (update, scale) in biasTerms {
+                let delta = update.bias!
+                for i in 0..<out { bias.data[i] += scale * delta.data[i] }
+            }
+            layer.setBias(bias)
+            changed[id] = layer
         }
         report.applyMs = applyStart.elapsedMs
         activeAdapters = loaded

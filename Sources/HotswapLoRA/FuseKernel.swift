@@ -1,17 +1,27 @@
 import Foundation
 import HotswapCore
 
-/// fused = base + sum over terms of scale * up * down, in bands of rows small enough to stay in
+/// fused = base + sum over terms of scale * up * down (or scale * dense), in bands of rows small enough to stay in
 /// cache between the copy of the base and the sgemm updates: memory traffic is one read of the
 /// base and one write of the result, not the copy-then-sgemm(beta = 1) passes over whole layers.
 /// Bands are split across cores. The result depends only on the inputs and the term order, never
 /// on the split.
 enum FuseKernel {
     struct Term {
-        let down: UnsafePointer<Float>   // [rank, columns]
-        let up: UnsafePointer<Float>     // [rows, rank]
+        let down: UnsafePointer<Float>?  // [rank, columns] (low-rank terms)
+        let up: UnsafePointer<Float>?    // [rows, rank]
         let rank: Int
+        /// [rows, columns]: a dense update (LoHa, LoKr, full diff, DoRA), instead of up and down.
+        let dense: UnsafePointer<Float>?
         let scale: Float
+
+        init(down: UnsafePointer<Float>, up: UnsafePointer<Float>, rank: Int, scale: Float) {
+            (self.down, self.up, self.rank, self.dense, self.scale) = (down, up, rank, nil, scale)
+        }
+
+        init(dense: UnsafePointer<Float>, scale: Float) {
+            (self.down, self.up, self.rank, self.dense, self.scale) = (nil, nil, 0, dense, scale)
+        }
     }
 
     struct Job {
@@ -58,9 +68,15 @@ enum FuseKernel {
         let out = job.out + rows.lowerBound * n
         out.update(from: job.base + rows.lowerBound * n, count: rows.count * n)
         for term in job.terms {
-            BLAS.sgemm(m: rows.count, n: n, k: term.rank, alpha: term.scale,
-                       a: term.up + rows.lowerBound * term.rank, lda: term.rank,
-                       b: term.down, ldb: n, beta: 1, c: out, ldc: n)
+            if let dense = term.dense {
+                let source = dense + rows.lowerBound * n
+                let scale = term.scale
+                for i in 0..<(rows.count * n) { out[i] += scale * source[i] }
+            } else if let up = term.up, let down = term.down {
+                BLAS.sgemm(m: rows.count, n: n, k: term.rank, alpha: term.scale,
+                           a: up + rows.lowerBound * term.rank, lda: term.rank,
+                           b: down, ldb: n, beta: 1, c: out, ldc: n)
+            }
         }
     }
 }

@@ -25,15 +25,16 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
     /// A value that cannot be applied: a non-finite weight, alpha or rank, or an update so large
     /// that the fused weight would overflow Float32. Names the tensor.
     case invalidValues(file: String, key: String, reason: String)
+    /// A LoHa, LoKr, full-diff or DoRA adapter asked for in runtime mode, which applies only
+    /// low-rank updates.
+    case fuseOnly(file: String, kind: String)
 
     public struct ShapeProblem: Equatable, Sendable, CustomStringConvertible {
         public let module: String
         public let layerShape: [Int]
-        public let downShape: [Int]
-        public let upShape: [Int]
-        public var description: String {
-            "\(module): layer weight \(layerShape), lora down \(downShape), up \(upShape)"
-        }
+        /// The adapter's tensors, e.g. "lora down [4, 768], up [320, 4]" or "hada_w1_a [320, 8], ...".
+        public let detail: String
+        public var description: String { "\(module): layer weight \(layerShape), \(detail)" }
     }
 
     static func list(_ items: [String], limit: Int = 8) -> String {
@@ -65,6 +66,8 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
             return "cannot parse adapter '\(text)': expected NAME_OR_PATH or NAME_OR_PATH:SCALE"
         case .invalidValues(let file, let key, let reason):
             return "adapter \(file): \(key) \(reason)"
+        case .fuseOnly(let file, let kind):
+            return "adapter \(file) is \(kind), which applies only fused into the weights; run with --lora-mode fuse"
         }
     }
 }
@@ -84,6 +87,7 @@ extension LoRAError {
         case .empty: return "adapter_empty"
         case .invalidScale, .invalidSpec: return "adapter_invalid_spec"
         case .invalidValues: return "adapter_invalid_values"
+        case .fuseOnly: return "adapter_fuse_only"
         }
     }
 }

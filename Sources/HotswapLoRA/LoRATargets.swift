@@ -32,13 +32,28 @@ public enum LoRATargetLayer {
         case .conv(let c): c.weight = weight
         }
     }
+    public var baseBias: Tensor? {
+        switch self {
+        case .linear(let l): return l.baseBias
+        case .conv(let c): return c.baseBias
+        }
+    }
+    /// Points forward at `bias` (base + adapter updates).
+    func setBias(_ bias: Tensor?) {
+        switch self {
+        case .linear(let l): l.bias = bias
+        case .conv(let c): c.bias = bias
+        }
+    }
     func restore() {
         switch self {
         case .linear(let l):
             l.weight = l.baseWeight
+            l.bias = l.baseBias
             l.runtimeAdapters = []
         case .conv(let c):
             c.weight = c.baseWeight
+            c.bias = c.baseBias
             c.runtimeAdapters = []
         }
     }

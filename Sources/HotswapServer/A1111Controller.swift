@@ -38,17 +38,11 @@ struct A1111Controller<Context: RequestContext>: Sendable {
     func txt2img(request: Request, context: Context) async throws -> Response {
         var request = request
         let logger = context.logger
-        do { try service.checkReady() } catch let error as APIError { throw service.refuse(error, .unavailable, logger: logger) }
-        var parsed: A1111Request
-        do {
-            let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
-            parsed = try A1111Request.parse(Data(buffer: bytes), modelName: modelName)
-            parsed.template.adapters = try ImageRequestBody.merge(queryAdapter: request.uri.queryParameters.get("adapter"),
-                                                                  into: parsed.template.adapters)
-        } catch is NIOTooManyBytesError {
-            throw service.refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid, logger: logger)
-        } catch let error as APIError {
-            throw service.refuse(error, .invalid, logger: logger)
+        let query = request.uri.queryParameters.get("adapter")
+        let parsed = try await service.readBody(&request, context: context) { data in
+            var parsed = try A1111Request.parse(data, modelName: modelName)
+            parsed.template.adapters = try ImageRequestBody.merge(queryAdapter: query, into: parsed.template.adapters)
+            return parsed
         }
         // The adapters come from the prompt's tags: one that is not there is a 404 naming it as written.
         for adapter in parsed.template.adapters where try service.generator.describeAdapter(named: adapter.name) == nil {

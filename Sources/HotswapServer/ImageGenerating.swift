@@ -14,9 +14,15 @@ public struct AdapterDescription: Sendable, Equatable, Codable {
     public var size: Int64
     public var cached: Bool
     public var active: Bool
+    /// lora, locon, loha, lokr, dora, diff or mixed.
+    public var type: String
+    /// "fuse" and, when the math allows it, "runtime" (LoHa, LoKr, DoRA and full diffs fuse only).
+    public var modes: [String]
 
     public init(name: String, format: String, rank: Int?, alpha: Double?, targets: [String], size: Int64,
-                cached: Bool = false, active: Bool = false) {
+                cached: Bool = false, active: Bool = false, type: String = "lora", modes: [String] = ["fuse", "runtime"]) {
+        self.type = type
+        self.modes = modes
         self.name = name
         self.format = format
         self.rank = rank

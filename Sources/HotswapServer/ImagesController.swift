@@ -19,18 +19,11 @@ struct ImagesController<Context: RequestContext>: Sendable {
     func create(request: Request, context: Context) async throws -> Response {
         var request = request
         let logger = context.logger
-        do { try service.checkReady() } catch let error as APIError { throw service.refuse(error, .unavailable, logger: logger) }
         let detached = try Self.asyncFlag(request.uri.queryParameters.get("async"))
-
         // Parse and check (the engine's one validator, before the job waits in the queue).
-        let parsed: GenerationRequest
-        do {
-            let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
-            parsed = try ImageRequestBody.parse(Data(buffer: bytes), queryAdapter: request.uri.queryParameters.get("adapter"))
-        } catch is NIOTooManyBytesError {
-            throw service.refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid, logger: logger)
-        } catch {
-            throw service.refuse(APIError.from(error).0, .invalid, logger: logger)
+        let query = request.uri.queryParameters.get("adapter")
+        let parsed = try await service.readBody(&request, context: context) {
+            try ImageRequestBody.parse($0, queryAdapter: query)
         }
         let resolved = try service.prepare(parsed, logger: logger)
         let job = RenderJob(api: .images, images: [resolved])
@@ -45,9 +38,8 @@ struct ImagesController<Context: RequestContext>: Sendable {
         }
 
         let output = try await service.runJob(job, request: request, context: context)
-        guard let image = output.images.first, let record = output.records.first else {
-            throw APIError(.internalServerError, code: "generation_failed", message: "the job finished without an image")
-        }
+        let image = try output.requireImages()[0]
+        let record = output.records[0]
         let swap = record.swap ?? SwapReport(cache: .none)
         let inferenceMs = record.generation?.inferenceMs ?? 0
         var headers: HTTPFields = [

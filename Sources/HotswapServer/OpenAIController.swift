@@ -156,17 +156,11 @@ struct OpenAIController<Context: RequestContext>: Sendable {
     func generate(request: Request, context: Context) async throws -> Response {
         var request = request
         let logger = context.logger
-        do { try service.checkReady() } catch let error as APIError { throw service.refuse(error, .unavailable, logger: logger) }
-        var parsed: Parsed
-        do {
-            let bytes = try await request.collectBody(upTo: service.configuration.maxBodyBytes)
-            parsed = try parse(Data(buffer: bytes))
-            parsed.template.adapters = try ImageRequestBody.merge(queryAdapter: request.uri.queryParameters.get("adapter"),
-                                                                  into: parsed.template.adapters)
-        } catch is NIOTooManyBytesError {
-            throw service.refuse(APIError.bodyTooLarge(limit: service.configuration.maxBodyBytes), .invalid, logger: logger)
-        } catch let error as APIError {
-            throw service.refuse(error, error.status == .notFound ? .notFound : .invalid, logger: logger)
+        let query = request.uri.queryParameters.get("adapter")
+        let parsed = try await service.readBody(&request, context: context) { data in
+            var parsed = try parse(data)
+            parsed.template.adapters = try ImageRequestBody.merge(queryAdapter: query, into: parsed.template.adapters)
+            return parsed
         }
         // Image i uses seed + i, as A1111 seeds a batch.
         var images: [ResolvedRequest] = []
@@ -187,7 +181,7 @@ struct OpenAIController<Context: RequestContext>: Sendable {
         let host = request.head.authority ?? "\(service.configuration.host):\(service.configuration.port)"
         let scheme = request.headers[HTTPField.Name("X-Forwarded-Proto")!] ?? "http"
         let status = service.jobs.status(output.id)
-        let data = output.images.enumerated().map { i, image in
+        let data = try output.requireImages().enumerated().map { i, image in
             parsed.wantsURL
                 ? ImagesResponse.Image(url: "\(scheme)://\(host)" + (status?.url("/v1/jobs/\(output.id)/image", ["index=\(i)"]) ?? ""),
                                        revised_prompt: parsed.template.prompt)

@@ -72,7 +72,8 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
         }
         guard let info, info.alpha.isFinite else {
             // A file put there by hand that does not parse: listed, so it can be found and deleted.
-            return AdapterDescription(name: name, format: "invalid", rank: nil, alpha: nil, targets: [], size: Self.size(of: url))
+            return AdapterDescription(name: name, format: "invalid", rank: nil, alpha: nil, targets: [], size: Self.size(of: url),
+                                      type: "unknown", modes: [])
         }
         return Self.description(info, name: name, size: Self.size(of: url))
     }
@@ -103,7 +104,8 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     static func description(_ info: AdapterInfo, name: String, size: Int64) -> AdapterDescription {
         AdapterDescription(name: name, format: info.format.rawValue, rank: info.rank > 0 ? info.rank : nil,
                            alpha: info.rank > 0 ? Double(info.alpha) : nil,
-                           targets: info.targets.keys.sorted(), size: size, cached: info.cached, active: info.active)
+                           targets: info.targets.keys.sorted(), size: size, cached: info.cached, active: info.active,
+                           type: info.type, modes: info.runtimeCapable ? ["fuse", "runtime"] : ["fuse"])
     }
 
     static func size(of url: URL) -> Int64 {

@@ -9,6 +9,7 @@ import HotswapStore
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// The API a job came through (recorded in its timing rows and its job status).
 enum ClientAPI: String, Sendable {
@@ -32,6 +33,17 @@ struct RenderJobOutput: Sendable {
     var queueMs: Double
     /// POST /sdapi/v1/interrupt stopped it: `images` are those finished before.
     var interrupted: Bool
+
+    /// The images, for APIs that have no way to answer "stopped before any image" but an error.
+    func requireImages() throws -> [RenderedImage] {
+        guard !images.isEmpty else {
+            throw APIError(.serviceUnavailable, code: interrupted ? "interrupted" : "generation_failed",
+                           message: interrupted ? "the job was stopped by POST /sdapi/v1/interrupt before its first image"
+                                                : "the job finished without an image",
+                           headers: [.connection: "close"])
+        }
+        return images
+    }
 }
 
 extension ImageService {
@@ -43,6 +55,23 @@ extension ImageService {
             throw APIError(.serviceUnavailable, code: "shutting_down", message: "the server is shutting down")
         case .starting, .failed:
             throw APIError.notReady()
+        }
+    }
+
+    /// The first steps of every image route: 503 unless ready, the body (413 past the limit), the
+    /// route's own parser; each refusal logged and counted. `request` keeps the collected body,
+    /// whose end the job's disconnect watch then waits on.
+    func readBody<T>(_ request: inout Request, context: some RequestContext, parse: (Data) throws -> T) async throws -> T {
+        let logger = context.logger
+        do { try checkReady() } catch let error as APIError { throw refuse(error, .unavailable, logger: logger) }
+        do {
+            let bytes = try await request.collectBody(upTo: configuration.maxBodyBytes)
+            return try parse(Data(buffer: bytes))
+        } catch is NIOTooManyBytesError {
+            throw refuse(APIError.bodyTooLarge(limit: configuration.maxBodyBytes), .invalid, logger: logger)
+        } catch {
+            let (apiError, outcome) = APIError.from(error)
+            throw refuse(apiError, outcome, logger: logger)
         }
     }
 
@@ -143,7 +172,6 @@ extension ImageService {
     /// The job on the queue; every failure becomes an `APIError` (and a timing row when the job ran).
     private func enqueue(_ job: RenderJob, id: String, requestId: String, logger: Logger,
                          ticketHandler: (JobTicket) -> Void) async throws -> RenderJobOutput {
-        let requestStart = Stopwatch()
         let createdAt = Date()
         let generator = self.generator
         let jobs = self.jobs
@@ -189,14 +217,14 @@ extension ImageService {
             failed.status = Int(apiError.status.code)
             failed.fail(outcome.rawValue, apiError.message)
             rows.append(failed)
-            recordRows(rows, queueMs: nil, requestStart: requestStart, status: Int(apiError.status.code))
+            recordRows(rows, queueMs: nil, status: Int(apiError.status.code))
             throw refuse(apiError, outcome, logger: logger)
         }
 
         var output = result.value
         output.queueMs = result.queueMs
         let first = output.records.first
-        output.records = recordRows(output.records, queueMs: result.queueMs, requestStart: requestStart, status: 200)
+        output.records = recordRows(output.records, queueMs: result.queueMs, status: 200)
         metrics.count(.ok)
         jobs.finished(id)
         var swapMs = 0.0, inferenceMs = 0.0
@@ -221,7 +249,7 @@ extension ImageService {
     /// Writes a job's rows: the first carries the queue time; each row's total is its own share
     /// (so the rows of one job add up to the job's time).
     @discardableResult
-    private func recordRows(_ rows: [RequestRecord], queueMs: Double?, requestStart: Stopwatch, status: Int) -> [RequestRecord] {
+    private func recordRows(_ rows: [RequestRecord], queueMs: Double?, status: Int) -> [RequestRecord] {
         var written: [RequestRecord] = []
         for (i, row) in rows.enumerated() {
             var row = row

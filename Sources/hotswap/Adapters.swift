@@ -25,6 +25,7 @@ enum AdapterPrinting {
         var lines = [
             "file:        \(info.path)",
             "format:      \(info.format.rawValue)",
+            "type:        \(info.type)" + (info.runtimeCapable ? "" : " (applies fused only: --lora-mode runtime refuses it)"),
             "rank:        \(info.rank)" + (info.ranks.count > 1 ? " (ranks \(info.ranks.map(String.init).joined(separator: ", ")))" : ""),
             "alpha:       \(format(info.alpha)) (alpha / rank = \(format(scale)) at scale 1)",
             "targets:     \(info.moduleCount) layers: " + info.targets.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
@@ -80,10 +81,10 @@ struct AdaptersList: ParsableCommand {
             }
         }
         if json { print(try AdapterPrinting.json(infos)); return }
-        let header = ["NAME", "FORMAT", "RANK", "ALPHA", "LAYERS", "PARAMS", "SIZE", "BASE"] + (model != nil ? ["FITS"] : [])
+        let header = ["NAME", "FORMAT", "TYPE", "RANK", "ALPHA", "LAYERS", "PARAMS", "SIZE", "BASE"] + (model != nil ? ["FITS"] : [])
         var rows = [header]
         for i in infos {
-            var row = [i.name, i.format.rawValue, String(i.rank), AdapterPrinting.format(i.alpha), String(i.moduleCount),
+            var row = [i.name, i.format.rawValue, i.type, String(i.rank), AdapterPrinting.format(i.alpha), String(i.moduleCount),
                        String(i.parameterCount), String(i.fileSize), i.base]
             if model != nil { row.append(i.fitsModel == true ? "yes" : "no: \(i.problem ?? "")") }
             if i.problem != nil && model == nil { row[1] = "unreadable: \(i.problem!)" }

@@ -90,7 +90,14 @@ import HotswapPipeline
         try write("half", ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight": Tensor(zeros: [4, 8])])
         try expectRefused([AdapterSpec(name: "half")], ["half.safetensors", "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", "lacks its up"])
         try write("loha", ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.hada_w1_a": Tensor(zeros: [8, 4])])
-        try expectRefused([AdapterSpec(name: "loha")], ["no supported LoRA layout", "hada_w1_a"])
+        try expectRefused([AdapterSpec(name: "loha")], ["loha.safetensors", "attn1.to_q", "lacks hada_w1_b"])
+        try write("mixed", [
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.hada_w1_a": Tensor(zeros: [8, 4]),
+            "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight": Tensor(zeros: [4, 8]),
+        ])
+        try expectRefused([AdapterSpec(name: "mixed")], ["mixes LoRA, LoHa, LoKr or diff keys"])
+        try write("oft", ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.oft_blocks": Tensor(zeros: [8, 4])])
+        try expectRefused([AdapterSpec(name: "oft")], ["no supported LoRA layout", "oft_blocks"])
         try write("empty", [:])
         try expectRefused([AdapterSpec(name: "empty")], ["holds no LoRA weights"])
         try write("rankmismatch", [

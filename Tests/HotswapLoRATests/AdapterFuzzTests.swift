@@ -20,8 +20,10 @@ struct AdapterFuzzTests {
         let (renderer, _) = try Renderer.load(modelDirectory: Fixtures.url("models/sd1-tiny"),
                                               adapters: .init(directory: directory, allowsPaths: false, cacheLimitBytes: 8 << 20))
         let before = AdapterSwapTests.weightHashes(renderer.model)
-        let seeds = try ["kohya", "peft_attn", "locon", "legacy", "kohya_varalpha", "old_processor"].map {
-            [UInt8](try Data(contentsOf: Fixtures.url("lora/sd1-tiny/\($0).safetensors")))
+        let seeds = try (["kohya", "peft_attn", "locon", "legacy", "kohya_varalpha", "old_processor"].map { "lora/sd1-tiny/\($0)" }
+                         + ["loha", "loha_tucker", "lokr", "lokr_tucker", "locon_tucker", "dora", "peft_dora", "peft_bias",
+                            "kohya_bias", "full_diff"].map { "lycoris/sd1-tiny/\($0)" }).map {
+            [UInt8](try Data(contentsOf: Fixtures.url("\($0).safetensors")))
         }
         var rng = SeededGenerator(seed: budget.seed)
         var counts = (inputs: 0, refused: 0, rendered: 0, nonFinite: 0)

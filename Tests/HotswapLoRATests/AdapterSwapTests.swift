@@ -27,14 +27,18 @@ import HotswapPipeline
             let bytes = UnsafeRawBufferPointer(start: t.data, count: t.count * 4)
             for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 }
         }
-        let layers: [(String, Tensor, Tensor)] =
+        // Weights and biases (adapters may change both).
+        var layers: [(String, Tensor?, Tensor?)] =
             model.unet.linears.map { ("u.\($0.key)", $0.value.baseWeight, $0.value.weight) }
             + model.unet.convolutions.map { ("c.\($0.key)", $0.value.baseWeight, $0.value.weight) }
             + model.textEncoder.linears.map { ("t.\($0.key)", $0.value.baseWeight, $0.value.weight) }
+        layers += model.unet.linears.map { ("u.\($0.key).bias", $0.value.baseBias, $0.value.bias) }
+            + model.unet.convolutions.map { ("c.\($0.key).bias", $0.value.baseBias, $0.value.bias) }
+            + model.textEncoder.linears.map { ("t.\($0.key).bias", $0.value.baseBias, $0.value.bias) }
         for (_, b, w) in layers.sorted(by: { $0.0 < $1.0 }) {
-            mix(&base, b)
-            mix(&active, w)
-            if b.storage !== w.storage { identical = false }
+            if let b { mix(&base, b) }
+            if let w { mix(&active, w) }
+            if b?.storage !== w?.storage { identical = false }
         }
         return (base, active, identical)
     }

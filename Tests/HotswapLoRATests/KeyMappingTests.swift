@@ -8,12 +8,12 @@ import HotswapPipeline
 
 /// How file keys become (component, module, role), and how module names find layers.
 @Suite struct KeyMappingTests {
-    func parse(_ key: String) -> (LoRAComponent, String, AdapterFile.Role, AdapterFormat)? {
+    func parse(_ key: String) -> (LoRAComponent, String, AdapterTensorRole, AdapterFormat)? {
         AdapterFile.classify(key).map { ($0.component, $0.name, $0.role, $0.format) }
     }
 
     @Test func classifiesEveryLayout() {
-        let cases: [(String, LoRAComponent, String, AdapterFile.Role, AdapterFormat)] = [
+        let cases: [(String, LoRAComponent, String, AdapterTensorRole, AdapterFormat)] = [
             ("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight", .unet,
              "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q", .down, .peft),
             ("text_encoder.encoder.layers.0.self_attn.q_proj.lora_B.weight", .textEncoder, "encoder.layers.0.self_attn.q_proj", .up, .peft),
@@ -33,8 +33,15 @@ import HotswapPipeline
             let parsed = parse(key)
             #expect(parsed?.0 == component && parsed?.1 == name && parsed?.2 == role && parsed?.3 == format, "\(key) -> \(String(describing: parsed))")
         }
-        #expect(parse("lora_unet_x.hada_w1_a") == nil)
-        #expect(parse("unet.x.lora_magnitude_vector") == nil)
+        // LyCORIS and DoRA tensors have roles of their own; unknown suffixes none.
+        #expect(parse("lora_unet_x.hada_w1_a")?.2 == .hadaW1A)
+        #expect(parse("lora_unet_x.lokr_t2")?.2 == .lokrT2)
+        #expect(parse("lora_unet_x.dora_scale")?.2 == .doraScale)
+        #expect(parse("lora_te_text_model_x.diff_b")?.2 == .diffBias)
+        #expect(parse("unet.x.lora_magnitude_vector")?.2 == .magnitude)
+        #expect(parse("unet.x.lora_B.bias")?.2 == .upBias)
+        #expect(parse("lora_unet_x.oft_blocks") == nil)
+        #expect(parse("unet.x.lora_embedding_A") == nil)
         #expect(parse("model.diffusion_model.weight") == nil)
     }
 

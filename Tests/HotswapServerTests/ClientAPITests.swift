@@ -243,6 +243,25 @@ struct ClientAPITests {
         }
     }
 
+    /// An interrupted /v1/images job has no image to answer with: a 503 naming the interrupt.
+    @Test func interruptingANativeJobIsA503() async throws {
+        let harness = try Harness(maxSteps: 100)
+        defer { harness.cleanup() }
+        harness.fake.stepDelay = 0.02
+        try await harness.app.test(.router) { client in
+            try await waitUntilReady(client)
+            let render = Task {
+                try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders, body: json(["prompt": "x", "steps": 80]))
+            }
+            try await waitFor { (harness.service.jobs.running?.step ?? 0) > 2 }
+            #expect(try await client.execute(uri: "/sdapi/v1/interrupt", method: .post).status == .ok)
+            let response = try await render.value
+            #expect(response.status == .serviceUnavailable)
+            #expect(decodeError(response)?.code == "interrupted")
+            #expect(harness.requestRows.map(\.outcome) == ["interrupted"])
+        }
+    }
+
     // MARK: OpenAI
 
     @Test func openAIGenerationsAndModels() async throws {

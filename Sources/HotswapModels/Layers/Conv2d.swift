@@ -14,7 +14,8 @@ public final class Conv2d {
     /// Whether `winogradWeights` is kept between calls. The VAE decoder (run once per image, after the
     /// UNet) turns it off: transforming its weights again costs ~50 ms a decode, keeping them ~250 MB.
     public var cachesWinogradWeights = true
-    public let bias: Tensor?
+    public let baseBias: Tensor?   // the checkpoint's
+    public var bias: Tensor?       // what forward uses (an adapter may add to it)
     /// Runtime low-rank terms y += scale * up(down(x)), used instead of fusing when requested
     /// (kohya LoCon: down is a k x k conv with this layer's stride and padding, up a 1x1 conv).
     public var runtimeAdapters: [ConvLowRankDelta] = []
@@ -25,7 +26,8 @@ public final class Conv2d {
                             kernelHeight: kernelSize, kernelWidth: kernelSize, stride: stride, padding: padding)
         baseWeight = parameters.take(path.parameter("weight"), shape: [outChannels, inChannels, kernelSize, kernelSize])
         weight = baseWeight
-        self.bias = bias ? parameters.take(path.parameter("bias"), shape: [outChannels]) : nil
+        baseBias = bias ? parameters.take(path.parameter("bias"), shape: [outChannels]) : nil
+        self.bias = baseBias
         parameters.register(self, at: path.description)
     }
 

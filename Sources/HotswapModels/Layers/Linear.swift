@@ -7,7 +7,8 @@ public final class Linear {
     public let inFeatures: Int, outFeatures: Int
     public let baseWeight: Tensor          // [out, in]
     public var weight: Tensor              // [out, in]
-    public let bias: Tensor?               // [out]
+    public let baseBias: Tensor?           // [out], the checkpoint's
+    public var bias: Tensor?               // [out], what forward uses (an adapter may add to it)
     /// Runtime low-rank terms y += scale * B (A x), used instead of fusing when requested.
     public var runtimeAdapters: [LowRankDelta] = []
 
@@ -16,7 +17,8 @@ public final class Linear {
         self.outFeatures = outFeatures
         baseWeight = parameters.take(path.parameter("weight"), shape: [outFeatures, inFeatures])
         weight = baseWeight
-        self.bias = bias ? parameters.take(path.parameter("bias"), shape: [outFeatures]) : nil
+        baseBias = bias ? parameters.take(path.parameter("bias"), shape: [outFeatures]) : nil
+        self.bias = baseBias
         parameters.register(self, at: path.description)
     }
 
