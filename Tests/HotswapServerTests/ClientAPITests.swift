@@ -201,7 +201,8 @@ struct ClientAPITests {
     }
 
     @Test func progressMovesAndInterruptReturnsTheFinishedImages() async throws {
-        let harness = try Harness(maxSteps: 100)
+        // 200 steps x 20 ms: 4 s an image, so the interrupt lands in the second one even on a busy machine.
+        let harness = try Harness(maxSteps: 250)
         defer { harness.cleanup() }
         harness.fake.stepDelay = 0.02
         try await harness.app.test(.router) { client in
@@ -212,7 +213,7 @@ struct ClientAPITests {
 
             let render = Task {
                 try await client.execute(uri: "/sdapi/v1/txt2img", method: .post, headers: jsonHeaders,
-                                         body: json(["prompt": "x", "steps": 40, "n_iter": 2, "seed": 7]))
+                                         body: json(["prompt": "x", "steps": 200, "n_iter": 2, "seed": 7]))
             }
             // Progress moves: the step and the fraction go up during the first image.
             var samples: [(Double, Int)] = []
@@ -245,13 +246,13 @@ struct ClientAPITests {
 
     /// An interrupted /v1/images job has no image to answer with: a 503 naming the interrupt.
     @Test func interruptingANativeJobIsA503() async throws {
-        let harness = try Harness(maxSteps: 100)
+        let harness = try Harness(maxSteps: 250)
         defer { harness.cleanup() }
         harness.fake.stepDelay = 0.02
         try await harness.app.test(.router) { client in
             try await waitUntilReady(client)
             let render = Task {
-                try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders, body: json(["prompt": "x", "steps": 80]))
+                try await client.execute(uri: "/v1/images", method: .post, headers: jsonHeaders, body: json(["prompt": "x", "steps": 200]))
             }
             try await waitFor { (harness.service.jobs.running?.step ?? 0) > 2 }
             #expect(try await client.execute(uri: "/sdapi/v1/interrupt", method: .post).status == .ok)
