@@ -150,7 +150,8 @@ struct A1111Request {
         }
         let batchSize = try F.present(fields["batch_size"]).map { try F.integer($0, field: "batch_size") } ?? 1
         let iterations = try F.present(fields["n_iter"]).map { try F.integer($0, field: "n_iter") } ?? 1
-        guard batchSize >= 1, iterations >= 1, batchSize * iterations <= maxImages else {
+        // Each bounded first, so the product cannot overflow.
+        guard (1...maxImages).contains(batchSize), (1...maxImages).contains(iterations), batchSize * iterations <= maxImages else {
             throw APIError.invalidField(batchSize < 1 ? "batch_size" : "n_iter",
                                         "batch_size x n_iter must be in 1...\(maxImages), got \(batchSize) x \(iterations)")
         }

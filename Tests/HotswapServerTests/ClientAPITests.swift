@@ -150,6 +150,8 @@ struct ClientAPITests {
         (["prompt": "x", "override_settings": ["sd_model_checkpoint": "other"]], 422, "override_settings.sd_model_checkpoint", "other"),
         (["prompt": "x", "override_settings": ["CLIP_stop_at_last_layers": 0]], 400, "override_settings.CLIP_stop_at_last_layers", "at least 1"),
         (["prompt": "x", "batch_size": 9, "n_iter": 2], 400, "n_iter", "16"),
+        (["prompt": "x", "batch_size": 4_611_686_018_427_387_904, "n_iter": 4], 400, "n_iter", "16"),
+        (["prompt": "x", "batch_size": 0], 400, "batch_size", "16"),
         (["prompt": "x", "steps": 500], 400, "steps", "steps"),
         (["prompt": "x", "cfg_scale": -1], 400, "cfg_scale", "guidance"),
         (["prompt": "x", "width": 63], 400, "width", "width"),
