@@ -64,7 +64,9 @@ def metrics(port):
 
 
 def loads(port):
-    return metrics(port).get('hotswap_adapter_cache_total{result="miss"}', 0)
+    """Adapter files this replica read from disk (the affinity measure: with the hash each adapter
+    is loaded once in the pool)."""
+    return metrics(port).get("hotswap_adapter_loads_total", 0)
 
 
 def swaps(port):

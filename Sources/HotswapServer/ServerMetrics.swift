@@ -12,6 +12,7 @@ public final class ServerMetrics: Sendable {
     let queueDepth: Gauge
     let ready: Gauge
     let swaps: Counter
+    let loads: Counter
     private let cacheCounters: [CacheOutcome: Counter]
 
     /// Outcomes counted by `hotswap_requests_total{outcome=...}`.
@@ -51,6 +52,9 @@ public final class ServerMetrics: Sendable {
         swaps = registry.makeCounter(
             descriptor: .init(namespace: "hotswap", metricName: "adapter_swaps", unitName: "total",
                               helpText: "Jobs that changed the active adapter set"))
+        loads = registry.makeCounter(
+            descriptor: .init(namespace: "hotswap", metricName: "adapter_loads", unitName: "total",
+                              helpText: "Adapter files read from disk into this replica's cache (one per adapter that missed the cache)"))
         var cache: [CacheOutcome: Counter] = [:]
         for result in [CacheOutcome.hit, .miss, .reuse, .none] {
             cache[result] = registry.makeCounter(
@@ -91,6 +95,8 @@ public final class ServerMetrics: Sendable {
         inferenceSeconds.record((record.generation?.inferenceMs ?? 0) / 1000)
         cacheCounters[swap.cache]?.increment()
         if swap.changedWeights { swaps.increment() }
+        let missed = swap.outcomes.isEmpty ? (swap.cache == .miss ? 1 : 0) : swap.outcomes.filter { $0 == .miss }.count
+        if missed > 0 { loads.increment(by: Int64(missed)) }
     }
 
     func recordQueueWait(ms: Double) {

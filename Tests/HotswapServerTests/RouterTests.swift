@@ -278,7 +278,7 @@ struct RouterTests {
             for line in ["# TYPE hotswap_queue_seconds histogram", "# TYPE hotswap_swap_seconds histogram",
                          "# TYPE hotswap_inference_seconds histogram", "hotswap_inference_seconds_count 3",
                          #"hotswap_requests_total{outcome="ok"} 3"#, #"hotswap_adapter_cache_total{result="miss"} 2"#,
-                         #"hotswap_adapter_cache_total{result="hit"} 1"#, "hotswap_adapter_swaps_total 3",
+                         #"hotswap_adapter_cache_total{result="hit"} 1"#, "hotswap_adapter_swaps_total 3", "hotswap_adapter_loads_total 2",
                          "hotswap_queue_depth 0", "hotswap_ready 1"] {
                 #expect(text.contains(line), "\(line)")
             }
