@@ -19,7 +19,7 @@ struct AdapterRouteTests {
             #expect(adapters.map(\.name) == ["alpha", "beta"])
             #expect(adapters.map(\.cached) == [false, true])
             let keys = try #require(try JSONSerialization.jsonObject(with: Data(buffer: list.body)) as? [String: [[String: Any]]])
-            #expect(Set(keys["adapters"]![0].keys) == ["name", "format", "rank", "alpha", "targets", "size", "cached", "active"])
+            #expect(Set(keys["adapters"]![0].keys) == ["name", "format", "type", "modes", "rank", "alpha", "targets", "size", "cached", "active"])
 
             let one = try await client.execute(uri: "/v1/adapters/alpha", method: .get)
             #expect(try JSONDecoder().decode(AdapterDescription.self, from: Data(buffer: one.body)).name == "alpha")
