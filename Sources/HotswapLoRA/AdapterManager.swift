@@ -346,6 +346,8 @@ public final class AdapterManager: @unchecked Sendable {
         _ = try LoRAAdapter.match(file, targets: targets)
         try file.checkValues()
         var info = AdapterInfo(file: file, name: AdapterManager.displayName(url.path))
+        // A server in runtime mode could never apply it: refuse it now, not at every request.
+        if mode == .runtime && !info.runtimeCapable { throw LoRAError.fuseOnly(file: url.path, kind: info.type) }
         info.fitsModel = true
         markState(&info, url: url)
         return info

@@ -97,4 +97,20 @@ import HotswapPipeline
             #expect(info.parameterCount > 0)
         }
     }
+
+    /// A runtime-mode server refuses fuse-only files at upload (validate), not at every request.
+    @Test func runtimeModeValidationRefusesFuseOnlyFiles() throws {
+        let m = try #require(Self.manifest)
+        let model = try StableDiffusionModel(directory: Fixtures.url(m.model))
+        let runtime = AdapterManager(model: model, adaptersDirectory: Fixtures.url("lycoris/sd1-tiny"), cacheLimitBytes: 8 << 20, mode: .runtime)
+        let fuse = AdapterManager(model: model, adaptersDirectory: Fixtures.url("lycoris/sd1-tiny"), cacheLimitBytes: 8 << 20, mode: .fuse)
+        for name in ["loha", "lokr", "dora", "peft_dora", "full_diff"] {
+            let url = Fixtures.url("lycoris/sd1-tiny/\(name).safetensors")
+            #expect(throws: LoRAError.self, "\(name)") { try runtime.validate(url: url) }
+            #expect(try fuse.validate(url: url).fitsModel == true)
+        }
+        for name in ["locon_tucker", "peft_bias", "kohya_bias"] {
+            #expect(try runtime.validate(url: Fixtures.url("lycoris/sd1-tiny/\(name).safetensors")).fitsModel == true)
+        }
+    }
 }
