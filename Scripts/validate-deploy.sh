@@ -21,4 +21,7 @@ if [ -x "$nginx" ]; then
         "$dir" "$dir" "$PWD/deploy/nginx/hotswap.conf" >"$dir/nginx.conf"
     "$nginx" -t -q -p "$dir" -c "$dir/nginx.conf"
     echo "deploy/nginx/hotswap.conf: nginx -t passed"
+    # The complete configuration, as shipped (it writes only under /tmp).
+    "$nginx" -t -q -c "$PWD/deploy/nginx/nginx.conf"
+    echo "deploy/nginx/nginx.conf: nginx -t passed"
 fi
