@@ -69,6 +69,16 @@ public struct AdapterModuleEntry: Sendable {
     /// Whether it has a DoRA magnitude (kohya `dora_scale` or PEFT `lora_magnitude_vector`).
     public var isDoRA: Bool { tensors[.doraScale] != nil || tensors[.magnitude] != nil }
 
+    /// Whether its weight update has no low-rank form (LoHa, LoKr, a full diff, DoRA), so it can
+    /// only be fused, never applied at runtime. Bias-only updates apply either way.
+    public var fusesOnly: Bool {
+        switch kind {
+        case .loha, .lokr: return true
+        case .diff: return isDoRA || tensors[.diff] != nil
+        case .lora, nil: return isDoRA
+        }
+    }
+
     /// The rank alpha is divided by: LoRA's down rank, LoHa's w1b rows, LoKr's decomposed factor's
     /// rank (w2 first, as ComfyUI and A1111); nil where alpha does not apply (full LoKr factors, diffs).
     public var rank: Int? {

@@ -51,7 +51,7 @@ extension AdapterInfo {
             parameters += entry.parameterCount
         }
         type = kinds.count == 1 ? kinds.first! : (kinds.isEmpty ? "lora" : (kinds == ["lora", "locon"] ? "locon" : "mixed"))
-        runtimeCapable = !file.modules.contains { $0.isDoRA || ($0.kind != .lora && $0.kind != nil && !($0.kind == .diff && $0.tensors[.diff] == nil)) }
+        runtimeCapable = !file.modules.contains(where: \.fusesOnly)
         rank = rankCounts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 0
         ranks = rankCounts.keys.sorted()
         alpha = alphaCounts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 0

@@ -45,7 +45,10 @@ struct A1111Controller<Context: RequestContext>: Sendable {
             return parsed
         }
         // The adapters come from the prompt's tags: one that is not there is a 404 naming it as written.
-        for adapter in parsed.template.adapters where try service.generator.describeAdapter(named: adapter.name) == nil {
+        // (A stat, not a parse: whether the file fits is the validator's check.)
+        let directory = service.configuration.adaptersDirectory
+        for adapter in parsed.template.adapters
+            where !(AdapterName.fileURL(for: adapter.name, in: directory).map { FileManager.default.fileExists(atPath: $0.path) } ?? false) {
             throw service.refuse(APIError(.notFound, code: "adapter_not_found",
                                           message: "no LoRA named '\(adapter.name.prefix(80))' (from <lora:\(adapter.name.prefix(80)):...> in the prompt); GET /sdapi/v1/loras lists them",
                                           field: "prompt"), .notFound, logger: logger)

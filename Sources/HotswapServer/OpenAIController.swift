@@ -86,7 +86,8 @@ struct OpenAIController<Context: RequestContext>: Sendable {
         if let value = F.present(fields["model"]) {
             let name = try F.string(value, field: "model")
             if name != baseID {
-                guard AdapterName.isValid(name), try service.generator.describeAdapter(named: name) != nil else { throw modelNotFound(name) }
+                // Whether the file exists is the validator's check (prepare); a 404 there becomes model_not_found.
+                guard AdapterName.isValid(name) else { throw modelNotFound(name) }
                 request.adapters = [AdapterSpec(name: name)]
             }
         }
