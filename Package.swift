@@ -30,7 +30,8 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "HotswapCore", dependencies: ["CBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
-        .target(name: "HotswapModels", dependencies: ["HotswapCore"]),
+        // Families/: the standard configs and CLIP vocabulary that single-file checkpoints do not carry.
+        .target(name: "HotswapModels", dependencies: ["HotswapCore"], resources: [.copy("Families")]),
         .target(name: "HotswapPipeline", dependencies: ["HotswapCore", "HotswapModels", "HotswapLoRA", "HotswapStore", "CPNG"]),
         .target(name: "HotswapLoRA", dependencies: ["HotswapCore", "HotswapModels", "HotswapStore",
                                                     .product(name: "Crypto", package: "swift-crypto")]),

@@ -72,9 +72,11 @@ public struct CLIPTokenizer: Sendable {
     /// Loads vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json from
     /// `directory` (the config files may be absent: transformers' CLIPTokenizer defaults apply,
     /// bos `<|startoftext|>`, eos/unk/pad `<|endoftext|>`, and model_max_length defaults to 77).
-    public init(directory: URL) throws {
-        let vocabURL = directory.appendingPathComponent("vocab.json")
-        let mergesURL = directory.appendingPathComponent("merges.txt")
+    /// `vocabularyDirectory`: where vocab.json and merges.txt are, when not in `directory` (the
+    /// single-file families share one CLIP vocabulary and differ only in their special tokens).
+    public init(directory: URL, vocabularyDirectory: URL? = nil) throws {
+        let vocabURL = (vocabularyDirectory ?? directory).appendingPathComponent("vocab.json")
+        let mergesURL = (vocabularyDirectory ?? directory).appendingPathComponent("merges.txt")
         let vocab = try Self.parseVocab(Self.readFile(vocabURL), file: vocabURL.path)
         let merges = try Self.parseMerges(Self.readFile(mergesURL), file: mergesURL.path, vocab: vocab)
         let config = try SpecialTokenConfig(directory: directory)

@@ -114,6 +114,22 @@ public struct JSONParser {
         try data.withUnsafeBytes { try parse($0) }
     }
 
+    /// As `parse`, also taking Python's `NaN`, `Infinity` and `-Infinity` (json.dumps writes them;
+    /// diffusers configs hold e.g. `"lambda_min_clipped": -Infinity`), kept as number text.
+    public static func parseAllowingNonFinite(_ data: Data) throws -> JSONValue {
+        try data.withUnsafeBytes { bytes in
+            var parser = JSONParser(bytes: bytes)
+            parser.allowsNonFinite = true
+            parser.skipWhitespace()
+            let value = try parser.parseValue(depth: 0)
+            parser.skipWhitespace()
+            if parser.index != bytes.count { throw parser.error("unexpected data after the JSON value") }
+            return value
+        }
+    }
+
+    private var allowsNonFinite = false
+
     private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     private func error(_ message: String) -> JSONSyntaxError { JSONSyntaxError(offset: index, message: message) }
@@ -134,6 +150,12 @@ public struct JSONParser {
         case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
         case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "N") where allowsNonFinite: try expectLiteral("NaN"); return .number("NaN")
+        case UInt8(ascii: "I") where allowsNonFinite: try expectLiteral("Infinity"); return .number("Infinity")
+        case UInt8(ascii: "-") where allowsNonFinite && index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "I"):
+            index += 1
+            try expectLiteral("Infinity")
+            return .number("-Infinity")
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try parseNumber())
         default: throw error("unexpected character '\(printable(c))'")
         }

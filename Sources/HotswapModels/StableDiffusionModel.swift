@@ -1,12 +1,16 @@
-// A Stable Diffusion model folder in diffusers layout (what StableDiffusionPipeline.from_pretrained
-// reads): model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/.
+// A Stable Diffusion model: a folder in diffusers layout (what StableDiffusionPipeline.from_pretrained
+// reads: model_index.json, tokenizer/, text_encoder/, unet/, vae/, scheduler/) or an original-format
+// single file (SingleFile/).
 import Foundation
 import HotswapModels
 import HotswapCore
 
 public final class StableDiffusionModel {
+    /// The folder, or the single file, the model was read from.
     public let directory: URL
     public let name: String
+    /// The family a single-file checkpoint was detected as (nil for a diffusers folder).
+    public let family: ModelFamily?
     public let tokenizer: CLIPTokenizer
     public let textEncoder: CLIPTextModel
     public let unet: UNet2DConditionModel
@@ -15,14 +19,12 @@ public final class StableDiffusionModel {
 
     /// Loads every component strictly: a missing file, a config Hotswap cannot run, or weights
     /// that do not match their config is an error naming the component and the problem.
-    public init(directory: URL) throws {
+    public convenience init(directory: URL) throws {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ModelLoadingError.missingFile(directory)
         }
-        self.directory = directory
-        name = directory.standardizedFileURL.lastPathComponent
         let index = directory.appendingPathComponent("model_index.json")
         guard fm.fileExists(atPath: index.path) else { throw ModelLoadingError.missingFile(index) }
         struct ModelIndex: Decodable { let _class_name: String? }
@@ -31,20 +33,70 @@ public final class StableDiffusionModel {
             throw ModelLoadingError.unsupportedConfig(component: "model_index.json", field: "_class_name", value: className)
         }
 
-        tokenizer = try CLIPTokenizer(directory: directory.appendingPathComponent("tokenizer"))
         let textDir = directory.appendingPathComponent("text_encoder")
-        let textConfig = try loadConfig(CLIPTextConfig.self, from: textDir.appendingPathComponent("config.json"))
-        textEncoder = try CLIPTextModel(config: textConfig, weights: WeightFiles.load(directory: textDir, baseName: "model"))
         let unetDir = directory.appendingPathComponent("unet")
-        let unetConfig = try loadConfig(UNet2DConditionConfig.self, from: unetDir.appendingPathComponent("config.json"))
-        unet = try UNet2DConditionModel(config: unetConfig,
-                                        weights: WeightFiles.load(directory: unetDir, baseName: "diffusion_pytorch_model"))
         let vaeDir = directory.appendingPathComponent("vae")
-        let vaeConfig = try loadConfig(AutoencoderKLConfig.self, from: vaeDir.appendingPathComponent("config.json"))
-        vae = try AutoencoderKL(config: vaeConfig,
-                                weights: WeightFiles.load(directory: vaeDir, baseName: "diffusion_pytorch_model"))
-        let schedulerFile = directory.appendingPathComponent("scheduler/scheduler_config.json")
-        schedulerConfig = try loadConfig(SchedulerConfig.self, from: schedulerFile)
+        try self.init(
+            source: directory, name: directory.standardizedFileURL.lastPathComponent, family: nil,
+            tokenizer: CLIPTokenizer(directory: directory.appendingPathComponent("tokenizer")),
+            textConfig: loadConfig(CLIPTextConfig.self, from: textDir.appendingPathComponent("config.json")),
+            textWeights: { try WeightFiles.load(directory: textDir, baseName: "model") },
+            unetConfig: loadConfig(UNet2DConditionConfig.self, from: unetDir.appendingPathComponent("config.json")),
+            unetWeights: { try WeightFiles.load(directory: unetDir, baseName: "diffusion_pytorch_model") },
+            vaeConfig: loadConfig(AutoencoderKLConfig.self, from: vaeDir.appendingPathComponent("config.json")),
+            vaeWeights: { try WeightFiles.load(directory: vaeDir, baseName: "diffusion_pytorch_model") },
+            schedulerConfig: loadConfig(SchedulerConfig.self, from: directory.appendingPathComponent("scheduler/scheduler_config.json")))
+    }
+
+    /// An original-format single-file checkpoint (SD1.x / SD2.x), read without converting it to disk.
+    public convenience init(checkpoint: SingleFileCheckpoint) throws {
+        let file = checkpoint.url
+        func decode<Config: Decodable>(_ type: Config.Type, _ config: JSONConfig, _ component: String) throws -> Config {
+            let label = URL(fileURLWithPath: "\(file.path) (\(checkpoint.family.rawValue) \(component) config)")
+            do {
+                return try configDecoder().decode(Config.self, from: config.data())
+            } catch let error as DecodingError {
+                throw ModelLoadingError.malformedConfig(label, describe(error))
+            } catch {
+                throw ModelLoadingError.malformedConfig(label, "\(error)")
+            }
+        }
+        try self.init(
+            source: file, name: file.deletingPathExtension().lastPathComponent, family: checkpoint.family,
+            tokenizer: CLIPTokenizer(directory: checkpoint.tokenizerDirectory, vocabularyDirectory: checkpoint.vocabularyDirectory),
+            textConfig: decode(CLIPTextConfig.self, checkpoint.textEncoder.config, "text_encoder"),
+            textWeights: { checkpoint.textEncoder.weights },
+            unetConfig: decode(UNet2DConditionConfig.self, checkpoint.unet.config, "unet"),
+            unetWeights: { checkpoint.unet.weights },
+            vaeConfig: decode(AutoencoderKLConfig.self, checkpoint.vae.config, "vae"),
+            vaeWeights: { checkpoint.vae.weights },
+            schedulerConfig: decode(SchedulerConfig.self, checkpoint.scheduler, "scheduler"))
+    }
+
+    /// A diffusers folder or, for a `.safetensors` file, a single-file checkpoint.
+    public static func load(_ url: URL, singleFile options: SingleFileOptions = .init()) throws -> StableDiffusionModel {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            return try StableDiffusionModel(checkpoint: SingleFileCheckpoint(url: url, options: options))
+        }
+        return try StableDiffusionModel(directory: url)
+    }
+
+    /// Builds every component (weights are fetched once each, when its config is known to be valid)
+    /// and checks that they fit together.
+    init(source: URL, name: String, family: ModelFamily?, tokenizer: CLIPTokenizer,
+         textConfig: CLIPTextConfig, textWeights: () throws -> [String: Tensor],
+         unetConfig: UNet2DConditionConfig, unetWeights: () throws -> [String: Tensor],
+         vaeConfig: AutoencoderKLConfig, vaeWeights: () throws -> [String: Tensor],
+         schedulerConfig: SchedulerConfig) throws {
+        directory = source
+        self.name = name
+        self.family = family
+        self.tokenizer = tokenizer
+        textEncoder = try CLIPTextModel(config: textConfig, weights: textWeights())
+        unet = try UNet2DConditionModel(config: unetConfig, weights: unetWeights())
+        vae = try AutoencoderKL(config: vaeConfig, weights: vaeWeights())
+        self.schedulerConfig = schedulerConfig
 
         if unetConfig.crossAttentionDim.expanded(1)[0] != textConfig.hiddenSize {
             throw ModelLoadingError.unsupportedConfig(

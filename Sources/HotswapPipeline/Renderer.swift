@@ -62,12 +62,14 @@ public final class Renderer: @unchecked Sendable {
 
     /// Loads the base model (timed, with the page cache probed first), loads `preload` into the
     /// adapter cache and, with `warmupSteps`, runs one warm-up generation: the warm-up record.
-    public static func load(modelDirectory: URL, adapters options: AdapterOptions, limits: RequestLimits = .cli,
-                            preload: [String]? = nil, warmupSteps: Int? = nil) throws -> (Renderer, WarmupRecord) {
+    /// `modelDirectory`: a diffusers folder or a single-file checkpoint (read with `singleFile`).
+    public static func load(modelDirectory: URL, singleFile: SingleFileOptions = .init(), adapters options: AdapterOptions,
+                            limits: RequestLimits = .cli, preload: [String]? = nil,
+                            warmupSteps: Int? = nil) throws -> (Renderer, WarmupRecord) {
         let startedAt = Date()
-        let pageCache = PageCache.label(modelDirectory: modelDirectory)
+        let pageCache = PageCache.label(model: modelDirectory)
         let load = Stopwatch()
-        let model = try StableDiffusionModel(directory: modelDirectory)
+        let model = try StableDiffusionModel.load(modelDirectory, singleFile: singleFile)
         let weightsLoadMs = load.elapsedMs
         let manager = AdapterManager(model: model, adaptersDirectory: options.directory, cacheLimitBytes: options.cacheLimitBytes,
                                      mode: options.mode, alphaConvention: options.alphaConvention, allowsPaths: options.allowsPaths)

@@ -1,11 +1,13 @@
 // The real engine behind the server: a Renderer (base model + AdapterManager) loaded at warm-up.
 import Foundation
 import HotswapLoRA
+import HotswapModels
 import HotswapPipeline
 import HotswapStore
 
 public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     public let modelDirectory: URL
+    public let singleFile: SingleFileOptions
     public let adapterOptions: Renderer.AdapterOptions
     public let limits: RequestLimits
     /// Steps of the warm-up pass (at the model's default size, with guidance, as a real request).
@@ -15,9 +17,11 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     private var renderer: Renderer?     // set once by warmUp, guarded by lock
 
     /// Adapters are only ever `<adaptersDirectory>/<name>.safetensors` (never a path).
-    public init(modelDirectory: URL, adaptersDirectory: URL, cacheLimitBytes: Int = 2 << 30, mode: LoRAMode = .fuse,
-                limits: RequestLimits, warmupSteps: Int = 1) {
+    /// `modelDirectory`: a diffusers folder or a single-file checkpoint (read with `singleFile`).
+    public init(modelDirectory: URL, singleFile: SingleFileOptions = .init(), adaptersDirectory: URL,
+                cacheLimitBytes: Int = 2 << 30, mode: LoRAMode = .fuse, limits: RequestLimits, warmupSteps: Int = 1) {
         self.modelDirectory = modelDirectory
+        self.singleFile = singleFile
         adapterOptions = Renderer.AdapterOptions(directory: adaptersDirectory, allowsPaths: false,
                                                  cacheLimitBytes: cacheLimitBytes, mode: mode)
         self.limits = limits
@@ -27,7 +31,7 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     var adaptersDirectory: URL { adapterOptions.directory! }
 
     public func warmUp(preload: [String]) throws -> WarmupRecord {
-        let (renderer, record) = try Renderer.load(modelDirectory: modelDirectory, adapters: adapterOptions, limits: limits,
+        let (renderer, record) = try Renderer.load(modelDirectory: modelDirectory, singleFile: singleFile, adapters: adapterOptions, limits: limits,
                                                    preload: preload, warmupSteps: warmupSteps)
         lock.withLock { self.renderer = renderer }
         return record

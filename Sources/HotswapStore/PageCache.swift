@@ -35,9 +35,13 @@ public enum PageCache {
         return fraction >= 0.9 ? "warm" : fraction < 0.1 ? "cold" : nil
     }
 
-    /// The label for a diffusers model folder's weight files (see `label(paths:)`).
-    public static func label(modelDirectory: URL) -> String? {
-        label(paths: modelWeightFiles(modelDirectory))
+    /// The label for a diffusers model folder's weight files, or a single-file checkpoint (see `label(paths:)`).
+    public static func label(model: URL) -> String? {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: model.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            return label(paths: [model.path])
+        }
+        return label(paths: modelWeightFiles(model))
     }
 
     /// The weight files of a diffusers model folder.

@@ -47,7 +47,7 @@ enum AdapterPrinting {
         guard let model else { return nil }
         let url = URL(fileURLWithPath: model)
         do {
-            return AdapterManager(model: try StableDiffusionModel(directory: url), adaptersDirectory: directory, cacheLimitBytes: 0)
+            return AdapterManager(model: try StableDiffusionModel.load(url), adaptersDirectory: directory, cacheLimitBytes: 0)
         } catch {
             throw CLIError("cannot load model \(url.path): \(error)")
         }
@@ -57,7 +57,7 @@ enum AdapterPrinting {
 struct AdaptersList: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "Adapters in a folder: name, format, rank, alpha, targets, size.")
     @Argument(help: "Folder of .safetensors adapters.") var directory: String
-    @Option(help: "Also check each file against this model folder (does it fit?).") var model: String?
+    @Option(help: "Also check each file against this model (a folder or a single-file checkpoint: does it fit?).") var model: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
@@ -102,7 +102,7 @@ struct AdaptersInspect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect",
         abstract: "One adapter file: format, rank, alpha, targets, parameter count, the base it fits, A1111 hash.")
     @Argument(help: "An adapter .safetensors file.") var file: String
-    @Option(help: "Also check the file against this model folder (does it fit?).") var model: String?
+    @Option(help: "Also check the file against this model (a folder or a single-file checkpoint: does it fit?).") var model: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {

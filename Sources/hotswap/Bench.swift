@@ -119,7 +119,7 @@ struct LoadBench: ParsableCommand {
         let url = try options.modelOptions.resolveModel()
         var failure: Error?
         try options.measure("load", extra: ["model": url.path], loadSeconds: 0) {
-            do { _ = try StableDiffusionModel(directory: url) } catch { failure = error }
+            do { _ = try StableDiffusionModel.load(url, singleFile: options.modelOptions.singleFileOptions) } catch { failure = error }
         }
         if let failure { throw CLIError("cannot load model \(url.path): \(failure)") }
     }

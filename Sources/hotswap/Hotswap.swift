@@ -7,7 +7,7 @@ struct Hotswap: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hotswap",
         abstract: "Stable Diffusion on the CPU with LoRA adapters hot-swapped per request.",
-        subcommands: [Render.self, Bench.self, Adapters.self, Serve.self])
+        subcommands: [Render.self, Bench.self, Adapters.self, Serve.self, Convert.self])
 
     /// Every failure ends in one line on stderr and a non-zero exit (help and --version excepted).
     static func main() async {

@@ -4,8 +4,35 @@ import HotswapModels
 import HotswapPipeline
 
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "A Stable Diffusion model folder in diffusers layout (default: the embedded model in Models/).")
+    @Option(name: .long, help: ArgumentHelp(
+        "A Stable Diffusion model: a folder in diffusers layout, or an original-format single-file checkpoint (.safetensors, SD1.x/SD2.x) (default: the embedded model in Models/)."))
     var model: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Single files only: epsilon or v_prediction (default: a FILE.yaml/FILE.json sidecar's, else SD1 epsilon, SD2 v_prediction).",
+        valueName: "type"))
+    var predictionType: String?
+
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "Single files only: a diffusers folder whose configs, scheduler and tokenizer to use (as diffusers' from_single_file(config=)).",
+        valueName: "dir"))
+    var configDirectory: String?
+
+    var singleFileOptions: SingleFileOptions {
+        SingleFileOptions(predictionType: predictionType, configDirectory: configDirectory.map { URL(fileURLWithPath: $0) })
+    }
+
+    func validate() throws {
+        if let predictionType, !SingleFileOptions.predictionTypes.contains(predictionType) {
+            throw ValidationError("--prediction-type \(predictionType): expected one of \(SingleFileOptions.predictionTypes.joined(separator: ", "))")
+        }
+        if predictionType != nil || configDirectory != nil {
+            var isDirectory: ObjCBool = false
+            guard let model, FileManager.default.fileExists(atPath: model, isDirectory: &isDirectory), !isDirectory.boolValue else {
+                throw ValidationError("--prediction-type and --config apply to a single-file --model (a .safetensors checkpoint)")
+            }
+        }
+    }
 
     /// The folder to load: --model, else $HOTSWAP_MODEL, else the embedded default model.
     func resolveModel() throws -> URL {
@@ -20,7 +47,7 @@ struct ModelOptions: ParsableArguments {
     func load() throws -> StableDiffusionModel {
         let url = try resolveModel()
         do {
-            return try StableDiffusionModel(directory: url)
+            return try StableDiffusionModel.load(url, singleFile: singleFileOptions)
         } catch {
             throw CLIError("cannot load model \(url.path): \(error)")
         }
