@@ -1,0 +1,66 @@
+import Foundation
+import HotswapTestSupport
+import Testing
+import HotswapCore
+import HotswapModels
+@testable import HotswapPipeline
+
+/// Original-format single-file checkpoints (SD1.x F16, SD2.x BF16 768-v with OpenCLIP's fused
+/// attention and extra last layer) against diffusers' StableDiffusionPipeline.from_single_file(path,
+/// config=folder). Files and references: `python Scripts/make_fixtures.py --only single_file`.
+/// Hotswap reads them with no folder: configs from the tensors plus the family defaults in Families/.
+@Suite struct SingleFileParityTests {
+    struct Case: Decodable, Sendable { let name: String, scheduler: String, steps: Int, guidance: Float, seed: UInt64,
+                                       width: Int, height: Int, image: String }
+    struct Model: Decodable, Sendable { let file: String, prediction_type: String, cases: [Case] }
+    struct Manifest: Decodable, Sendable { let prompt: String, negative_prompt: String, models: [String: Model] }
+
+    struct Item: CustomTestStringConvertible, Sendable {
+        let model: String, file: String, prompt: String, negative: String, c: Case
+        var testDescription: String { "\(model)/\(c.name)" }
+    }
+
+    static let items: [Item] = {
+        guard let m = try? Fixtures.json("reference/single_file/manifest.json", as: Manifest.self) else { return [] }
+        return m.models.sorted { $0.key < $1.key }.flatMap { name, model in
+            model.cases.map { Item(model: name, file: model.file, prompt: m.prompt, negative: m.negative_prompt, c: $0) }
+        }
+    }()
+
+    static func scheduler(_ diffusersClass: String) -> SchedulerName? {
+        ["EulerDiscreteScheduler": .euler, "DPMSolverMultistepScheduler": .dpmpp2m][diffusersClass]
+    }
+
+    @Test func manifestHasBothFamilies() {
+        #expect(Set(Self.items.map(\.model)) == ["sd1-tiny", "sd2-tiny"])
+    }
+
+    @Test(arguments: items)
+    func matchesDiffusersFromSingleFile(_ item: Item) throws {
+        let model = try StableDiffusionModel.load(Fixtures.url(item.file))
+        #expect(model.family == (item.model == "sd1-tiny" ? .sd1 : .sd2))
+        let c = item.c
+        let request = GenerationRequest(prompt: item.prompt, negativePrompt: item.negative, steps: c.steps, guidance: c.guidance,
+                                        seed: c.seed, width: c.width, height: c.height,
+                                        scheduler: try #require(Self.scheduler(c.scheduler)))
+        let image = try StableDiffusionPipeline(model: model).generate(request)
+        let expected = try PNGReader.read(url: Fixtures.url(c.image))
+        #expect(expected.width == image.width && expected.height == image.height)
+        let psnr = peakSignalToNoise(image.rgb, expected.rgb)
+        #expect(psnr >= 40, "PSNR \(psnr) dB")
+    }
+
+    /// The wrong prediction type renders another image: the SD2 default (v_prediction) is used, not ignored.
+    @Test func predictionTypeChangesTheSD2Image() throws {
+        let item = try #require(Self.items.first { $0.model == "sd2-tiny" })
+        let c = item.c
+        let eps = try StableDiffusionModel.load(Fixtures.url(item.file), singleFile: SingleFileOptions(predictionType: "epsilon"))
+        #expect(eps.schedulerConfig.predictionType == "epsilon")
+        let request = GenerationRequest(prompt: item.prompt, negativePrompt: item.negative, steps: c.steps, guidance: c.guidance,
+                                        seed: c.seed, width: c.width, height: c.height,
+                                        scheduler: try #require(Self.scheduler(c.scheduler)))
+        let image = try StableDiffusionPipeline(model: eps).generate(request)
+        let expected = try PNGReader.read(url: Fixtures.url(c.image))
+        #expect(peakSignalToNoise(image.rgb, expected.rgb) < 30)
+    }
+}
