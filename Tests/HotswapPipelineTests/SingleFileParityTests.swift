@@ -50,6 +50,28 @@ import HotswapModels
         #expect(psnr >= 40, "PSNR \(psnr) dB")
     }
 
+    /// An SD2 file as diffusers' convert_diffusers_to_original_stable_diffusion.py writes it: no
+    /// text_projection and only the layers the diffusers text encoder has. All of them are used.
+    @Test func sd2ConvertedBackFromDiffusersUsesEveryLayer() throws {
+        let item = try #require(Self.items.first { $0.model == "sd2-tiny" })
+        var tensors = try SafeTensorsFile(url: Fixtures.url(item.file)).allTensors()
+        let last = "cond_stage_model.model.transformer.resblocks.2."
+        #expect(tensors.keys.contains { $0.hasPrefix(last) })
+        tensors = tensors.filter { !$0.key.hasPrefix(last) && !$0.key.hasSuffix("text_projection") && !$0.key.hasSuffix("logit_scale") }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sd2-from-diffusers-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensorsWriter.write(tensors, to: url, dtype: .BF16)
+        let model = try StableDiffusionModel.load(url)
+        #expect(model.textEncoder.config.numHiddenLayers == 2)
+        let c = item.c
+        let request = GenerationRequest(prompt: item.prompt, negativePrompt: item.negative, steps: c.steps, guidance: c.guidance,
+                                        seed: c.seed, width: c.width, height: c.height,
+                                        scheduler: try #require(Self.scheduler(c.scheduler)))
+        let image = try StableDiffusionPipeline(model: model).generate(request)
+        let psnr = peakSignalToNoise(image.rgb, try PNGReader.read(url: Fixtures.url(c.image)).rgb)
+        #expect(psnr >= 40, "PSNR \(psnr) dB")
+    }
+
     /// The wrong prediction type renders another image: the SD2 default (v_prediction) is used, not ignored.
     @Test func predictionTypeChangesTheSD2Image() throws {
         let item = try #require(Self.items.first { $0.model == "sd2-tiny" })

@@ -32,7 +32,7 @@ struct LDMLayout {
     /// Number of VAE decoder levels (LDM numbers them bottom-up, diffusers top-down).
     var vaeUpBlocks: Int
     /// OpenCLIP transformer layers the text encoder uses; later ones are ignored (SD2 conditions on
-    /// the penultimate layer, so diffusers' SD2 text encoder has one layer fewer than the file).
+    /// the penultimate layer, so diffusers' SD2 text encoder has one layer fewer than a real file).
     var openCLIPLayers: Int
 }
 

@@ -128,7 +128,12 @@ public final class SingleFileCheckpoint {
         }
         let vaeUpBlocks = Set(names.compactMap { Self.index(after: "first_stage_model.decoder.up.", in: $0) }).count
         let resblocks = Set(names.compactMap { Self.index(after: "cond_stage_model.model.transformer.resblocks.", in: $0) }).count
-        var openCLIPLayers = max(resblocks - 1, 0)
+        // A real SD2 checkpoint carries OpenCLIP's whole text tower (text_projection included) and
+        // conditions on its penultimate layer: diffusers' SD2 text encoder is that tower less its last
+        // layer. A file converted back from diffusers (its convert_diffusers_to_original script,
+        // which writes no text_projection) holds exactly the layers to use.
+        let fullTower = shape("cond_stage_model.model.text_projection") != nil
+        var openCLIPLayers = fullTower ? max(resblocks - 1, 0) : resblocks
         if family == .sd2, configFolder != nil, let n = textConfig["num_hidden_layers"]?.nonNegativeInt { openCLIPLayers = n }
         let layout = LDMLayout(unetLayersPerBlock: layersPerBlock, vaeUpBlocks: vaeUpBlocks, openCLIPLayers: openCLIPLayers)
 
@@ -220,7 +225,11 @@ public final class SingleFileCheckpoint {
             throw SingleFileError.inconsistent(file: file, reason: "the UNet has no conv_in/conv_out")
         }
         let levels = Set(w.keys.compactMap { index(after: "down_blocks.", in: $0) }).count
-        var channels: [Int] = [], down: [String] = [], up: [String] = [], depth: [Int] = []
+        func depth(of attention: String) -> Int { Set(w.keys.compactMap { index(after: attention + ".transformer_blocks.", in: $0) }).count }
+        // diffusers gives the mid block the last entry of transformer_layers_per_block, and blocks
+        // without attention ignore theirs: those take the mid block's depth.
+        let midDepth = max(depth(of: "mid_block.attentions.0"), 1)
+        var channels: [Int] = [], down: [String] = [], up: [String] = [], depths: [Int] = []
         var crossAttentionDim: Int?, linear: Bool?
         for b in 0..<levels {
             guard let conv2 = w["down_blocks.\(b).resnets.0.conv2.weight"] else {
@@ -230,11 +239,11 @@ public final class SingleFileCheckpoint {
             if let projIn = w["down_blocks.\(b).attentions.0.proj_in.weight"] {
                 down.append("CrossAttnDownBlock2D")
                 linear = projIn.rank == 2
-                depth.append(Set(w.keys.compactMap { index(after: "down_blocks.\(b).attentions.0.transformer_blocks.", in: $0) }).count)
+                depths.append(depth(of: "down_blocks.\(b).attentions.0"))
                 crossAttentionDim = crossAttentionDim ?? w["down_blocks.\(b).attentions.0.transformer_blocks.0.attn2.to_k.weight"]?.shape[1]
             } else {
                 down.append("DownBlock2D")
-                depth.append(1)
+                depths.append(midDepth)
             }
             up.append(w["up_blocks.\(b).attentions.0.proj_in.weight"] != nil ? "CrossAttnUpBlock2D" : "UpBlock2D")
         }
@@ -249,7 +258,7 @@ public final class SingleFileCheckpoint {
         config["up_block_types"] = .strings(up)
         config["cross_attention_dim"] = .int(crossAttentionDim)
         config["use_linear_projection"] = .bool(linear)
-        config["transformer_layers_per_block"] = Set(depth).count == 1 ? .int(depth[0]) : .ints(depth)
+        config["transformer_layers_per_block"] = Set(depths).count == 1 ? .int(depths[0]) : .ints(depths)
         config["mid_block_type"] = w["mid_block.attentions.0.proj_in.weight"] != nil ? .string("UNetMidBlock2DCrossAttn") : .null
         if family == .sd2 {  // 64-channel heads (SD1's 8 heads is its config's attention_head_dim: 8)
             config["attention_head_dim"] = .ints(channels.map { max(1, $0 / 64) })
