@@ -1,0 +1,68 @@
+import Foundation
+import HotswapTestSupport
+import Testing
+import HotswapPipeline
+
+/// `--model FILE.safetensors` and `hotswap convert` as a user runs them: exit status, one-line
+/// errors, nothing written on failure.
+@Suite struct SingleFileCommandTests {
+    static let sd1 = Fixtures.url("single_file/sd1-tiny.safetensors").path
+    static let sd2 = Fixtures.url("single_file/sd2-tiny.safetensors").path
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("hotswap-single-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    func expectOneLineError(_ result: HotswapProcess.Result, mentions: String) {
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("error: ") && result.stderr.contains(mentions), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "one line: \(result.stderr)")
+    }
+
+    @Test func convertThenRenderTheFolderAndTheFileAlike() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let folder = dir.appendingPathComponent("sd2")
+        let converted = try HotswapProcess.run(["convert", Self.sd2, "--to", folder.path])
+        #expect(converted.status == 0, "\(converted.stderr)")
+        #expect(converted.stdout.contains("SD2.x") && converted.stdout.contains("v_prediction"))
+        var pngs: [[UInt8]] = []
+        for model in [Self.sd2, folder.path] {
+            let out = dir.appendingPathComponent("\(pngs.count).png")
+            let result = try HotswapProcess.run(["render", "--model", model, "--prompt", "a red circle", "--steps", "2",
+                                                 "--seed", "3", "--width", "64", "--height", "64", "--out", out.path, "--quiet"])
+            #expect(result.status == 0, "\(result.stderr)")
+            pngs.append(try PNGReader.read(url: out).rgb)
+        }
+        #expect(pngs[0] == pngs[1])
+        // A second convert to the same place is refused and changes nothing.
+        let again = try HotswapProcess.run(["convert", Self.sd1, "--to", folder.path])
+        expectOneLineError(again, mentions: "already exists")
+        #expect(FileManager.default.contents(atPath: folder.appendingPathComponent("scheduler/scheduler_config.json").path)
+            .map { String(decoding: $0, as: UTF8.self).contains("v_prediction") } == true)
+    }
+
+    @Test func badSingleFileInputIsAOneLineError() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("out.png")
+        let truncated = dir.appendingPathComponent("half.safetensors")
+        let data = try Data(contentsOf: URL(fileURLWithPath: Self.sd1))
+        try data.prefix(data.count / 3).write(to: truncated)
+        let cases: [([String], String)] = [
+            (["render", "--model", truncated.path, "--prompt", "x", "--out", out.path, "--quiet"], "half.safetensors"),
+            (["render", "--model", Self.sd1, "--prediction-type", "sample", "--prompt", "x", "--out", out.path], "--prediction-type sample"),
+            (["render", "--model", Fixtures.url("models/sd1-tiny").path, "--prediction-type", "epsilon", "--prompt", "x", "--out", out.path],
+             "single-file"),
+            (["render", "--model", Fixtures.url("lora/sd1-tiny/kohya.safetensors").path, "--prompt", "x", "--out", out.path], "adapter"),
+            (["convert", truncated.path, "--to", dir.appendingPathComponent("never").path], "half.safetensors"),
+        ]
+        for (arguments, mentions) in cases {
+            expectOneLineError(try HotswapProcess.run(arguments), mentions: mentions)
+        }
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("never").path))
+    }
+}
