@@ -16,6 +16,13 @@ public final class StableDiffusionModel {
     public let unet: UNet2DConditionModel
     public let vae: AutoencoderKL
     public let schedulerConfig: SchedulerConfig
+    /// SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer; nil for SD1.x/2.x.
+    public let secondText: (tokenizer: CLIPTokenizer, encoder: CLIPTextModel)?
+    /// StableDiffusionXLPipeline's force_zeros_for_empty_prompt: with guidance and no negative
+    /// prompt, the negative embeddings are zeros rather than the encoding of "".
+    public let forceZerosForEmptyPrompt: Bool
+
+    public var isXL: Bool { secondText != nil }
 
     /// Loads every component strictly: a missing file, a config Hotswap cannot run, or weights
     /// that do not match their config is an error naming the component and the problem.
@@ -27,11 +34,16 @@ public final class StableDiffusionModel {
         }
         let index = directory.appendingPathComponent("model_index.json")
         guard fm.fileExists(atPath: index.path) else { throw ModelLoadingError.missingFile(index) }
-        struct ModelIndex: Decodable { let _class_name: String? }
-        let className = try loadConfig(ModelIndex.self, from: index)._class_name
-        if let className, !["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"].contains(className) {
+        struct ModelIndex: Decodable { let _class_name: String?; let force_zeros_for_empty_prompt: Bool? }
+        let modelIndex = try loadConfig(ModelIndex.self, from: index)
+        let className = modelIndex._class_name
+        let xlClasses = ["StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"]
+        if let className, !(["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"] + xlClasses).contains(className) {
             throw ModelLoadingError.unsupportedConfig(component: "model_index.json", field: "_class_name", value: className)
         }
+        // SDXL: text_encoder_2 + tokenizer_2 (a refiner, which has only these, is refused by its UNet).
+        let secondDir = directory.appendingPathComponent("text_encoder_2")
+        let isXL = className.map(xlClasses.contains) ?? fm.fileExists(atPath: secondDir.path)
 
         let textDir = directory.appendingPathComponent("text_encoder")
         let unetDir = directory.appendingPathComponent("unet")
@@ -39,6 +51,10 @@ public final class StableDiffusionModel {
         try self.init(
             source: directory, name: directory.standardizedFileURL.lastPathComponent, family: nil,
             tokenizer: CLIPTokenizer(directory: directory.appendingPathComponent("tokenizer")),
+            second: isXL ? (CLIPTokenizer(directory: directory.appendingPathComponent("tokenizer_2")),
+                            loadConfig(CLIPTextConfig.self, from: secondDir.appendingPathComponent("config.json")),
+                            { try WeightFiles.load(directory: secondDir, baseName: "model") }) : nil,
+            forceZerosForEmptyPrompt: isXL && (modelIndex.force_zeros_for_empty_prompt ?? true),
             textConfig: loadConfig(CLIPTextConfig.self, from: textDir.appendingPathComponent("config.json")),
             textWeights: { try WeightFiles.load(directory: textDir, baseName: "model") },
             unetConfig: loadConfig(UNet2DConditionConfig.self, from: unetDir.appendingPathComponent("config.json")),
@@ -64,6 +80,7 @@ public final class StableDiffusionModel {
         try self.init(
             source: file, name: file.deletingPathExtension().lastPathComponent, family: checkpoint.family,
             tokenizer: CLIPTokenizer(directory: checkpoint.tokenizerDirectory, vocabularyDirectory: checkpoint.vocabularyDirectory),
+            second: nil, forceZerosForEmptyPrompt: false,
             textConfig: decode(CLIPTextConfig.self, checkpoint.textEncoder.config, "text_encoder"),
             textWeights: { checkpoint.textEncoder.weights },
             unetConfig: decode(UNet2DConditionConfig.self, checkpoint.unet.config, "unet"),
@@ -85,6 +102,8 @@ public final class StableDiffusionModel {
     /// Builds every component (weights are fetched once each, when its config is known to be valid)
     /// and checks that they fit together.
     init(source: URL, name: String, family: ModelFamily?, tokenizer: CLIPTokenizer,
+         second: (tokenizer: CLIPTokenizer, config: CLIPTextConfig, weights: () throws -> [String: Tensor])?,
+         forceZerosForEmptyPrompt: Bool,
          textConfig: CLIPTextConfig, textWeights: () throws -> [String: Tensor],
          unetConfig: UNet2DConditionConfig, unetWeights: () throws -> [String: Tensor],
          vaeConfig: AutoencoderKLConfig, vaeWeights: () throws -> [String: Tensor],
@@ -94,14 +113,38 @@ public final class StableDiffusionModel {
         self.family = family
         self.tokenizer = tokenizer
         textEncoder = try CLIPTextModel(config: textConfig, weights: textWeights())
+        if let second {
+            guard second.config.withProjection else {
+                throw ModelLoadingError.unsupportedConfig(component: "text_encoder_2", field: "architectures",
+                                                          value: "\(second.config.architectures ?? []) (SDXL needs CLIPTextModelWithProjection)")
+            }
+            secondText = (second.tokenizer, try CLIPTextModel(config: second.config, weights: second.weights(), component: "text_encoder_2"))
+        } else {
+            secondText = nil
+        }
+        self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
         unet = try UNet2DConditionModel(config: unetConfig, weights: unetWeights())
         vae = try AutoencoderKL(config: vaeConfig, weights: vaeWeights())
         self.schedulerConfig = schedulerConfig
 
-        if unetConfig.crossAttentionDim.expanded(1)[0] != textConfig.hiddenSize {
+        // SDXL's context is both encoders' states side by side; its add_embedding takes the pooled
+        // projection and six sinusoidal time ids.
+        let contextWidth = textConfig.hiddenSize + (second?.config.hiddenSize ?? 0)
+        if unetConfig.crossAttentionDim.expanded(1)[0] != contextWidth {
             throw ModelLoadingError.unsupportedConfig(
                 component: "unet", field: "cross_attention_dim",
-                value: "\(unetConfig.crossAttentionDim.expanded(1)[0]) does not match the text encoder's hidden_size \(textConfig.hiddenSize)")
+                value: "\(unetConfig.crossAttentionDim.expanded(1)[0]) does not match the text encoders' hidden_size \(contextWidth)")
+        }
+        if unet.takesAddedConditions != (second != nil) {
+            throw ModelLoadingError.unsupportedConfig(
+                component: "unet", field: "addition_embed_type",
+                value: "\(unetConfig.additionEmbedType ?? "null") with \(second == nil ? "one text encoder" : "two text encoders") (SDXL needs text_time and two)")
+        }
+        if let second, let dim = unetConfig.additionTimeEmbedDim,
+           unetConfig.projectionClassEmbeddingsInputDim != (second.config.projectionDim ?? 0) + 6 * dim {
+            throw ModelLoadingError.unsupportedConfig(
+                component: "unet", field: "projection_class_embeddings_input_dim",
+                value: "\(unetConfig.projectionClassEmbeddingsInputDim ?? 0) is not text_encoder_2's projection_dim \(second.config.projectionDim ?? 0) + 6 x \(dim)")
         }
         if unetConfig.inChannels != vaeConfig.latentChannels {
             throw ModelLoadingError.unsupportedConfig(

@@ -28,6 +28,10 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
     public var useLinearProjection: Bool = false
     public var classEmbedType: String?
     public var additionEmbedType: String?
+    /// SDXL's "text_time" addition embedding: the channels of each micro-conditioning value's
+    /// sinusoidal embedding, and the width of [pooled text, time ids] that add_embedding takes.
+    public var additionTimeEmbedDim: Int?
+    public var projectionClassEmbeddingsInputDim: Int?
     public var encoderHidDim: Int?
     public var upcastAttention: Bool = false
     public var resnetTimeScaleShift: String = "default"
@@ -54,6 +58,8 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         case attentionHeadDim = "attention_head_dim", numAttentionHeads = "num_attention_heads"
         case dualCrossAttention = "dual_cross_attention", useLinearProjection = "use_linear_projection"
         case classEmbedType = "class_embed_type", additionEmbedType = "addition_embed_type"
+        case additionTimeEmbedDim = "addition_time_embed_dim"
+        case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
         case encoderHidDim = "encoder_hid_dim", upcastAttention = "upcast_attention"
         case resnetTimeScaleShift = "resnet_time_scale_shift", resnetOutScaleFactor = "resnet_out_scale_factor"
         case timeEmbeddingType = "time_embedding_type", timeEmbeddingDim = "time_embedding_dim"
@@ -88,6 +94,8 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         try readOptional(.numAttentionHeads, &numAttentionHeads)
         try read(.dualCrossAttention, &dualCrossAttention); try read(.useLinearProjection, &useLinearProjection)
         try readOptional(.classEmbedType, &classEmbedType); try readOptional(.additionEmbedType, &additionEmbedType)
+        try readOptional(.additionTimeEmbedDim, &additionTimeEmbedDim)
+        try readOptional(.projectionClassEmbeddingsInputDim, &projectionClassEmbeddingsInputDim)
         try readOptional(.encoderHidDim, &encoderHidDim); try read(.upcastAttention, &upcastAttention)
         try read(.resnetTimeScaleShift, &resnetTimeScaleShift); try read(.resnetOutScaleFactor, &resnetOutScaleFactor)
         try read(.timeEmbeddingType, &timeEmbeddingType); try readOptional(.timeEmbeddingDim, &timeEmbeddingDim)

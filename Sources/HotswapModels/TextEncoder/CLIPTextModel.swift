@@ -12,11 +12,18 @@ public struct CLIPTextConfig: Decodable, Sendable {
     public var maxPositionEmbeddings: Int = 77
     public var hiddenAct: String = "quick_gelu"
     public var layerNormEps: Float = 1e-5
+    public var projectionDim: Int?
+    public var eosTokenId: Int = 2
+    /// ["CLIPTextModelWithProjection"] for SDXL's text_encoder_2 (a text_projection after pooling).
+    public var architectures: [String]?
+
+    public var withProjection: Bool { architectures?.contains("CLIPTextModelWithProjection") == true }
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
         case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
         case maxPositionEmbeddings = "max_position_embeddings", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+        case projectionDim = "projection_dim", eosTokenId = "eos_token_id", architectures
     }
 
     public init() {}
@@ -30,6 +37,9 @@ public struct CLIPTextConfig: Decodable, Sendable {
         try read(.intermediateSize, &intermediateSize); try read(.numHiddenLayers, &numHiddenLayers)
         try read(.numAttentionHeads, &numAttentionHeads); try read(.maxPositionEmbeddings, &maxPositionEmbeddings)
         try read(.hiddenAct, &hiddenAct); try read(.layerNormEps, &layerNormEps)
+        if c.contains(.projectionDim) { projectionDim = try c.decodeIfPresent(Int.self, forKey: .projectionDim) }
+        try read(.eosTokenId, &eosTokenId)
+        if c.contains(.architectures) { architectures = try c.decodeIfPresent([String].self, forKey: .architectures) }
     }
 }
 
@@ -40,9 +50,12 @@ public final class CLIPTextModel {
     let positionEmbedding: Tensor   // [positions, hidden]
     let layers: [CLIPEncoderLayer]
     let finalLayerNorm: LayerNorm
+    /// CLIPTextModelWithProjection's text_projection (no bias), applied to the pooled output.
+    let textProjection: Linear?
     public let linears: [String: Linear]
 
-    public init(config: CLIPTextConfig, weights: [String: Tensor]) throws {
+    /// `component`: the folder name in errors (text_encoder, text_encoder_2).
+    public init(config: CLIPTextConfig, weights: [String: Tensor], component: String = "text_encoder") throws {
         guard let activation = Activation(configName: config.hiddenAct) else {
             throw ModelLoadingError.unsupportedConfig(component: "text_encoder", field: "hidden_act", value: config.hiddenAct)
         }
@@ -58,7 +71,7 @@ public final class CLIPTextModel {
         }
         // position_ids is a buffer some transformers versions saved; it holds 0..<77 and is not a weight.
         canonical.removeValue(forKey: "embeddings.position_ids")
-        let p = Parameters(component: "text_encoder", tensors: canonical)
+        let p = Parameters(component: component, tensors: canonical)
         let root = ModulePath()
         let hidden = config.hiddenSize
         tokenEmbedding = p.take("embeddings.token_embedding.weight", shape: [config.vocabSize, hidden])
@@ -67,6 +80,14 @@ public final class CLIPTextModel {
             CLIPEncoderLayer(p, root("encoder")("layers", $0), config: config, activation: activation)
         }
         finalLayerNorm = LayerNorm(p, root("final_layer_norm"), features: hidden, epsilon: config.layerNormEps)
+        if config.withProjection {
+            guard let projection = config.projectionDim, projection > 0 else {
+                throw ModelLoadingError.unsupportedConfig(component: "text_encoder", field: "projection_dim", value: "null")
+            }
+            textProjection = Linear(p, root("text_projection"), inFeatures: hidden, outFeatures: projection, bias: false)
+        } else {
+            textProjection = nil
+        }
         try p.finish()
         linears = p.linears
     }
@@ -75,9 +96,44 @@ public final class CLIPTextModel {
     /// `clipSkip` as diffusers defines it: nil (or 0) uses the last layer; N uses the output of
     /// layer count - N. Either way the final layer norm is applied.
     public func callAsFunction(_ ids: [[Int]], clipSkip: Int? = nil) -> Tensor {
+        var h = embed(ids)
+        let layerCount = layers.count - min(max(clipSkip ?? 0, 0), layers.count)
+        for layer in layers.prefix(layerCount) { h = layer(h) }
+        return finalLayerNorm(h)
+    }
+
+    /// What SDXL's encode_prompt takes: `hidden_states[-(skip + 2)]` (the output of layer
+    /// count - skip - 1, without the final layer norm) and, for a model with projection, the pooled
+    /// output (final-normed state at the end-of-text token, projected) [batch, projection_dim].
+    public func penultimateAndPooled(_ ids: [[Int]], skip: Int = 0) -> (hidden: Tensor, pooled: Tensor?) {
+        var h = embed(ids)
+        let captureAfter = max(layers.count - max(skip, 0) - 1, 0)
+        var captured = h
+        for (i, layer) in layers.enumerated() {
+            if i == captureAfter { captured = h }
+            if i >= captureAfter && textProjection == nil { break }  // nothing after it is used
+            h = layer(h)
+        }
+        guard let textProjection else { return (captured, nil) }
+        let normed = finalLayerNorm(h)
+        let batch = ids.count, tokens = ids[0].count, hidden = config.hiddenSize
+        let rows = Tensor(uninitialized: [batch, hidden])
+        for b in 0..<batch {
+            // transformers: the eos position is argmax(ids) when eos_token_id == 2 (legacy configs,
+            // where <|endoftext|> has the largest id), else the first eos_token_id.
+            let eos = config.eosTokenId == 2
+                ? ids[b].indices.max { ids[b][$0] < ids[b][$1] || (ids[b][$0] == ids[b][$1] && $0 > $1) } ?? 0
+                : ids[b].firstIndex(of: config.eosTokenId) ?? 0
+            (rows.data + b * hidden).update(from: normed.data + (b * tokens + eos) * hidden, count: hidden)
+        }
+        return (captured, textProjection(rows))
+    }
+
+    /// Token and position embeddings [batch, tokens, hidden].
+    func embed(_ ids: [[Int]]) -> Tensor {
         let batch = ids.count, tokens = ids[0].count, hidden = config.hiddenSize
         precondition(tokens <= config.maxPositionEmbeddings, "text encoder: \(tokens) tokens > \(config.maxPositionEmbeddings)")
-        var h = Tensor(uninitialized: [batch, tokens, hidden])
+        let h = Tensor(uninitialized: [batch, tokens, hidden])
         for b in 0..<batch {
             for t in 0..<tokens {
                 let id = min(max(ids[b][t], 0), config.vocabSize - 1)
@@ -86,9 +142,7 @@ public final class CLIPTextModel {
                 Elementwise.add(positionEmbedding.data + t * hidden, into: row, count: hidden)
             }
         }
-        let layerCount = layers.count - min(max(clipSkip ?? 0, 0), layers.count)
-        for layer in layers.prefix(layerCount) { h = layer(h) }
-        return finalLayerNorm(h)
+        return h
     }
 }
 

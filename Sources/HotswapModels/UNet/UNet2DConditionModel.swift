@@ -1,14 +1,28 @@
 // diffusers/models/unets/unet_2d_condition.py: UNet2DConditionModel, for the configurations
-// Stable Diffusion 1.x/2.x use. What it does not support (class/addition embeddings,
+// Stable Diffusion 1.x/2.x and SDXL ("text_time" addition embedding) use. What it does not support
+// (class embeddings, other addition embeddings,
 // time_cond_proj_dim, dual cross attention, other block types) is refused at load with the
 // config field named.
 import Foundation
 import HotswapCore
 
+/// SDXL's micro-conditioning (diffusers' added_cond_kwargs): the pooled text embedding
+/// [batch, pooled] and the six time ids per row (original size, crop top-left, target size).
+public struct AddedConditions {
+    public var textEmbeds: Tensor
+    public var timeIds: [[Float]]
+    public init(textEmbeds: Tensor, timeIds: [[Float]]) {
+        self.textEmbeds = textEmbeds
+        self.timeIds = timeIds
+    }
+}
+
 public final class UNet2DConditionModel {
     public let config: UNet2DConditionConfig
     let timestepChannels: Int
     let linear1: Linear, linear2: Linear   // time_embedding
+    /// add_embedding (text_time): Linear, SiLU, Linear over [text_embeds, add_time_proj(time_ids)].
+    let addEmbedding: (linear1: Linear, linear2: Linear, timeChannels: Int)?
     let convIn: Conv2d
     let downBlocks: [DownBlock]
     let midBlock: MidBlockCrossAttn?
@@ -25,7 +39,15 @@ public final class UNet2DConditionModel {
             .unsupportedConfig(component: "unet", field: field, value: value)
         }
         if c.classEmbedType != nil { throw unsupported("class_embed_type", c.classEmbedType!) }
-        if c.additionEmbedType != nil { throw unsupported("addition_embed_type", c.additionEmbedType!) }
+        if let type = c.additionEmbedType, type != "text_time" { throw unsupported("addition_embed_type", type) }
+        if c.additionEmbedType == "text_time" {
+            guard let dim = c.additionTimeEmbedDim, dim > 0, dim % 2 == 0 else {
+                throw unsupported("addition_time_embed_dim", c.additionTimeEmbedDim.map(String.init) ?? "null")
+            }
+            guard let width = c.projectionClassEmbeddingsInputDim, width > 6 * dim else {
+                throw unsupported("projection_class_embeddings_input_dim", c.projectionClassEmbeddingsInputDim.map(String.init) ?? "null")
+            }
+        }
         if c.encoderHidDim != nil { throw unsupported("encoder_hid_dim", "\(c.encoderHidDim!)") }
         if c.timeCondProjDim != nil { throw unsupported("time_cond_proj_dim", "\(c.timeCondProjDim!)") }
         if c.dualCrossAttention { throw unsupported("dual_cross_attention", "true") }
@@ -75,6 +97,13 @@ public final class UNet2DConditionModel {
         let tembChannels = c.timeEmbeddingDim ?? c.blockOutChannels[0] * 4
         linear1 = Linear(p, root("time_embedding")("linear_1"), inFeatures: timestepChannels, outFeatures: tembChannels)
         linear2 = Linear(p, root("time_embedding")("linear_2"), inFeatures: tembChannels, outFeatures: tembChannels)
+        if c.additionEmbedType == "text_time", let dim = c.additionTimeEmbedDim, let width = c.projectionClassEmbeddingsInputDim {
+            addEmbedding = (Linear(p, root("add_embedding")("linear_1"), inFeatures: width, outFeatures: tembChannels),
+                            Linear(p, root("add_embedding")("linear_2"), inFeatures: tembChannels, outFeatures: tembChannels),
+                            dim)
+        } else {
+            addEmbedding = nil
+        }
         convIn = Conv2d(p, root("conv_in"), inChannels: c.inChannels, outChannels: c.blockOutChannels[0],
                         kernelSize: c.convInKernel, padding: (c.convInKernel - 1) / 2)
         let settings = BlockSettings(tembChannels: tembChannels, groups: groups, epsilon: c.normEps,
@@ -123,11 +152,16 @@ public final class UNet2DConditionModel {
         convolutions = p.convolutions
     }
 
+    /// Whether the model needs `added` (SDXL's text_time conditioning).
+    public var takesAddedConditions: Bool { addEmbedding != nil }
+
     /// sample [batch, in, h, w], timestep (same for the whole batch), context [batch, tokens, dim]
-    /// -> noise prediction [batch, out, h, w]
-    public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor) -> Tensor {
+    /// -> noise prediction [batch, out, h, w]. `added`: SDXL's pooled text and time ids, required
+    /// exactly when `takesAddedConditions`.
+    public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditions? = nil) -> Tensor {
         let batch = sample.shape[0]
         precondition(context.shape[0] == batch, "unet: sample \(sample.shape) context \(context.shape)")
+        precondition((added != nil) == takesAddedConditions, "unet: added conditions \(added == nil ? "missing" : "not taken")")
         // time_proj + time_embedding; every resnet applies SiLU to temb first, so do it once here.
         let projected = Self.timestepEmbedding(timestep, channels: timestepChannels,
                                                flipSinToCos: config.flipSinToCos, freqShift: Float(config.freqShift))
@@ -135,6 +169,9 @@ public final class UNet2DConditionModel {
         let hidden = linear1(timestepRows)
         Activations.silu(hidden.data, count: hidden.count)
         let temb = linear2(hidden)
+        if let addEmbedding, let added {
+            temb.addInPlace(addedEmbedding(added, addEmbedding, batch: batch))
+        }
         Activations.silu(temb.data, count: temb.count)
 
         var h = convIn(sample)
@@ -160,6 +197,27 @@ public final class UNet2DConditionModel {
             h = block(h, skips: &skips, temb: temb, context: context, upsampleSize: size)
         }
         return convOut(convNormOut(h, silu: true))
+    }
+
+    /// aug_emb = add_embedding(concat(text_embeds, add_time_proj(time_ids).reshape(batch, -1))).
+    func addedEmbedding(_ added: AddedConditions, _ layers: (linear1: Linear, linear2: Linear, timeChannels: Int),
+                        batch: Int) -> Tensor {
+        let pooled = added.textEmbeds.count / batch, channels = layers.timeChannels
+        precondition(added.timeIds.count == batch && added.textEmbeds.shape[0] == batch, "unet: added conditions for another batch")
+        let width = pooled + added.timeIds[0].count * channels
+        let input = Tensor(uninitialized: [batch, width])
+        for b in 0..<batch {
+            let row = input.data + b * width
+            row.update(from: added.textEmbeds.data + b * pooled, count: pooled)
+            for (i, value) in added.timeIds[b].enumerated() {
+                let embedding = Self.timestepEmbedding(value, channels: channels, flipSinToCos: config.flipSinToCos,
+                                                       freqShift: Float(config.freqShift))
+                (row + pooled + i * channels).update(from: embedding.data, count: channels)
+            }
+        }
+        let hidden = layers.linear1(input)
+        Activations.silu(hidden.data, count: hidden.count)
+        return layers.linear2(hidden)
     }
 
     /// diffusers.models.embeddings.get_timestep_embedding for one timestep: [1, channels].
