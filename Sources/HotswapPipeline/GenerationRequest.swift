@@ -94,8 +94,10 @@ public struct ModelFacts: Sendable {
     }
 
     public init(_ model: StableDiffusionModel) {
-        self.init(defaultImageSize: model.defaultImageSize, textEncoderLayers: model.textEncoder.config.numHiddenLayers,
-                  schedulerConfig: model.schedulerConfig)
+        // SDXL skips layers in both encoders: the shallower one bounds clip_skip.
+        let layers = min(model.textEncoder.config.numHiddenLayers,
+                         model.secondText?.encoder.config.numHiddenLayers ?? .max)
+        self.init(defaultImageSize: model.defaultImageSize, textEncoderLayers: layers, schedulerConfig: model.schedulerConfig)
     }
 
     /// StableDiffusionPipeline.__init__ normalizes its own scheduler's config (steps_offset 1,

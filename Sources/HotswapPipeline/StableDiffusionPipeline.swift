@@ -1,6 +1,8 @@
 // diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py: StableDiffusionPipeline.__call__
 // for txt2img: encode_prompt (with its clip_skip quirk), prepare_latents, the denoising loop with
-// classifier-free guidance, VAE decode and postprocessing to 8-bit RGB.
+// classifier-free guidance, VAE decode and postprocessing to 8-bit RGB. For SDXL folders, the same
+// loop with pipeline_stable_diffusion_xl.py's encode_prompt (two encoders, penultimate states,
+// pooled projection, force_zeros_for_empty_prompt) and micro-conditioning (_get_add_time_ids).
 import Foundation
 import HotswapCore
 import HotswapModels
@@ -56,12 +58,33 @@ public final class StableDiffusionPipeline {
 
         // encode_prompt: the negative prompt ("" when absent) is encoded without clip_skip, as diffusers does.
         var start = Stopwatch()
-        let promptIDs = model.tokenizer.tokenize(request.prompt)
-        var context = model.textEncoder([promptIDs], clipSkip: request.clipSkip)
-        if doGuidance {
-            let negativeIDs = model.tokenizer.tokenize(request.negativePrompt ?? "")
-            let negative = model.textEncoder([negativeIDs])
-            context = Tensor.concatenate([negative, context])      // [2, tokens, dim]: uncond first
+        var context: Tensor
+        var added: AddedConditions?
+        if model.isXL {
+            let (prompt, pooled) = encodeXL(request.prompt, clipSkip: request.clipSkip ?? 0)
+            context = prompt
+            var textEmbeds = pooled
+            if doGuidance {
+                let negative: (context: Tensor, pooled: Tensor)
+                if request.negativePrompt == nil && model.forceZerosForEmptyPrompt {
+                    negative = (Tensor(zeros: prompt.shape), Tensor(zeros: pooled.shape))
+                } else {
+                    negative = encodeXL(request.negativePrompt ?? "", clipSkip: 0)
+                }
+                context = Tensor.concatenate([negative.context, prompt])
+                textEmbeds = Tensor.concatenate([negative.pooled, pooled])
+            }
+            // _get_add_time_ids: original size, crop top-left, target size (original = target = the request's).
+            let timeIds: [Float] = [Float(height), Float(width), 0, 0, Float(height), Float(width)]
+            added = AddedConditions(textEmbeds: textEmbeds, timeIds: Array(repeating: timeIds, count: context.shape[0]))
+        } else {
+            let promptIDs = model.tokenizer.tokenize(request.prompt)
+            context = model.textEncoder([promptIDs], clipSkip: request.clipSkip)
+            if doGuidance {
+                let negativeIDs = model.tokenizer.tokenize(request.negativePrompt ?? "")
+                let negative = model.textEncoder([negativeIDs])
+                context = Tensor.concatenate([negative, context])      // [2, tokens, dim]: uncond first
+            }
         }
         timings.textEncodeMs = start.elapsedMs
 
@@ -76,7 +99,7 @@ public final class StableDiffusionPipeline {
         for (i, t) in timesteps.enumerated() {
             let modelInput = doGuidance ? Tensor.concatenate([latents, latents]) : latents
             let scaledInput = scheduler.scaleModelInput(modelInput, stepIndex: i)
-            var noise = model.unet(scaledInput, timestep: t, context: context)
+            var noise = model.unet(scaledInput, timestep: t, context: context, added: added)
             if doGuidance {
                 // noise_pred_uncond + guidance * (noise_pred_text - noise_pred_uncond)
                 let half = noise.count / 2
@@ -101,6 +124,22 @@ public final class StableDiffusionPipeline {
         timings.decodeMs = start.elapsedMs
         return GeneratedImage(width: width, height: height, rgb: rgb, latents: latents, seed: request.seed,
                               scheduler: schedulerName, timings: timings)
+    }
+
+    /// SDXL encode_prompt for one text: both encoders' `hidden_states[-(clip_skip + 2)]` side by side
+    /// [1, tokens, hidden + hidden_2], and text_encoder_2's pooled projection [1, projection_dim].
+    func encodeXL(_ text: String, clipSkip: Int) -> (context: Tensor, pooled: Tensor) {
+        guard let second = model.secondText else { preconditionFailure("encodeXL on a model without text_encoder_2") }
+        let first = model.textEncoder.penultimateAndPooled([model.tokenizer.tokenize(text)], skip: clipSkip).hidden
+        let (hidden2, pooled) = second.encoder.penultimateAndPooled([second.tokenizer.tokenize(text)], skip: clipSkip)
+        let tokens = first.shape[1], (w1, w2) = (first.shape[2], hidden2.shape[2])
+        precondition(hidden2.shape[1] == tokens, "tokenizer and tokenizer_2 give different lengths")
+        let context = Tensor(uninitialized: [1, tokens, w1 + w2])
+        for t in 0..<tokens {
+            (context.data + t * (w1 + w2)).update(from: first.data + t * w1, count: w1)
+            (context.data + t * (w1 + w2) + w1).update(from: hidden2.data + t * w2, count: w2)
+        }
+        return (context, pooled!)
     }
 
     /// [1, 3, H, W] in about [-1, 1] -> interleaved RGB bytes, as VaeImageProcessor.postprocess +
