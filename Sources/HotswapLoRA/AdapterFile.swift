@@ -165,7 +165,7 @@ public final class AdapterFile {
         modules = order.map { entries[$0]! }
         unsupportedKeys = unsupported
         var configs: [LoRAComponent: PEFTConfig] = [:]
-        for component in [LoRAComponent.unet, .textEncoder] {
+        for component in [LoRAComponent.unet, .textEncoder, .textEncoder2] {
             if let config = PEFTConfig(metadata: safetensors.metadata, component: component) { configs[component] = config }
         }
         peftConfigs = configs

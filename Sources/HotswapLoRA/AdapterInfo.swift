@@ -100,6 +100,7 @@ extension AdapterInfo {
             if v.hasPrefix("sd_v1") || v.hasPrefix("sd_1") { return "SD1.x" }
         }
         if file.modules.contains(where: { $0.component == .textEncoder2 }) { return "SDXL" }
+        var unknownWidth: String?
         for entry in file.modules where entry.component == .unet {
             let n = entry.underscored ? entry.name : entry.name.replacingOccurrences(of: ".", with: "_")
             if n.hasSuffix("attn2_to_k") || n.hasSuffix("attn2_to_v"), let width = entry.inputWidth {
@@ -107,7 +108,7 @@ extension AdapterInfo {
                 case 768: return "SD1.x"
                 case 1024: return "SD2.x"
                 case 2048: return "SDXL"
-                default: return "unknown (cross-attention width \(width))"
+                default: unknownWidth = unknownWidth ?? "unknown (cross-attention width \(width))"
                 }
             }
         }
@@ -117,11 +118,19 @@ extension AdapterInfo {
                 switch width {
                 case 768: return "SD1.x"
                 case 1024: return "SD2.x"
-                default: return "unknown (text encoder width \(width))"
+                default: break
                 }
             }
         }
-        return "unknown"
+        // Widths of a model of other sizes say nothing; the UNet's layout still does: SD1.x/2.x have
+        // attention in the first down block (SGM input_blocks 1 and 2), SDXL has none there.
+        let firstLevelAttention = file.modules.contains { entry in
+            guard entry.component == .unet else { return false }
+            let n = entry.underscored ? entry.name : entry.name.replacingOccurrences(of: ".", with: "_")
+            return n.hasPrefix("down_blocks_0_attentions") || n.hasPrefix("input_blocks_1_1") || n.hasPrefix("input_blocks_2_1")
+        }
+        if firstLevelAttention { return "SD1.x/SD2.x" }
+        return unknownWidth ?? "unknown"
     }
 }
 

@@ -15,7 +15,7 @@ public enum AlphaConvention: String, Sendable, CaseIterable {
     /// nil for a module whose own alpha (or rank) stands.
     static func diffusersAlphas(_ plan: [(entry: AdapterModuleEntry, path: String)]) -> [String: Float] {
         var result: [String: Float] = [:]
-        for component in [LoRAComponent.unet, .textEncoder] {
+        for component in [LoRAComponent.unet, .textEncoder, .textEncoder2] {
             let members = plan.filter { $0.entry.component == component && $0.entry.underscored && $0.entry.kind == .lora }
                 .sorted { ($0.entry.downKey ?? "") < ($1.entry.downKey ?? "") }
             let alphas = members.compactMap(\.entry.alpha)

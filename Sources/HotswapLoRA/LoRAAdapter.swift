@@ -153,7 +153,15 @@ public final class LoRAAdapter {
             }
             plan.append((entry, path, layer))
         }
-        if !unmatched.isEmpty { throw LoRAError.unmatchedKeys(file: name, keys: unmatched, matched: plan.count + problems.count) }
+        if !unmatched.isEmpty {
+            // Name the two bases when they are known to differ (SDXL vs the SD1.x/SD2.x UNet family).
+            let made = AdapterInfo.guessBase(file), model = targets.modelBase
+            let xl = { (base: String) in base == "SDXL" }
+            let known = ["SD1.x", "SD2.x", "SDXL", "SD1.x/SD2.x"]
+            let differ = known.contains(made) && made != model && (xl(made) != xl(model) || !made.contains("/") && !model.contains("/"))
+            let bases = differ ? "made for \(made); this model is \(model)" : nil
+            throw LoRAError.unmatchedKeys(file: name, keys: unmatched, matched: plan.count + problems.count, bases: bases)
+        }
         if !problems.isEmpty { throw LoRAError.shapeMismatch(file: name, problems: problems) }
         return plan
     }

@@ -11,7 +11,8 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
     /// Keys in no LoRA layout Hotswap reads (LoHa, LoKr, DoRA, bias terms, full weights, ...).
     case unsupportedKeys(file: String, keys: [String])
     /// Keys whose module is not in this model (e.g. an SDXL adapter's `lora_te2_` keys on SD1.5).
-    case unmatchedKeys(file: String, keys: [String], matched: Int)
+    /// `bases`: "made for SD1.x; this model is SDXL" when the adapter's base is known and another.
+    case unmatchedKeys(file: String, keys: [String], matched: Int, bases: String? = nil)
     /// A down weight without its up weight or the other way round.
     case incompletePair(file: String, module: String, missing: String)
     /// Down/up weights whose shapes do not fit the layer they target.
@@ -52,8 +53,8 @@ public enum LoRAError: Error, CustomStringConvertible, Equatable {
             return "cannot read adapter \(file): \(reason)"
         case .unsupportedKeys(let file, let keys):
             return "adapter \(file) has \(keys.count) keys in no supported LoRA layout: \(LoRAError.list(keys))"
-        case .unmatchedKeys(let file, let keys, let matched):
-            return "adapter \(file) does not fit this model: \(keys.count) keys match no layer (\(matched) did): \(LoRAError.list(keys))"
+        case .unmatchedKeys(let file, let keys, let matched, let bases):
+            return "adapter \(file) does not fit this model\(bases.map { " (\($0))" } ?? ""): \(keys.count) keys match no layer (\(matched) did): \(LoRAError.list(keys))"
         case .incompletePair(let file, let module, let missing):
             return "adapter \(file): layer \(module) lacks \(missing)"
         case .shapeMismatch(let file, let problems):

@@ -65,25 +65,40 @@ public enum LoRATargetLayer {
 public final class LoRATargets {
     public let unet: [String: LoRATargetLayer]
     public let textEncoder: [String: LoRATargetLayer]
+    /// SDXL's text_encoder_2 (empty for SD1.x/2.x).
+    public let textEncoder2: [String: LoRATargetLayer]
+    /// SD1.x, SD2.x or SDXL, to name in an adapter-for-another-base error.
+    public let modelBase: String
     private let unetUnderscored: [String: String]
     private let textEncoderUnderscored: [String: String]
+    private let textEncoder2Underscored: [String: String]
     private let layersPerBlock: Int
 
     public convenience init(model: StableDiffusionModel) {
-        self.init(unet: model.unet, textEncoder: model.textEncoder)
+        self.init(unet: model.unet, textEncoder: model.textEncoder, textEncoder2: model.secondText?.encoder)
     }
 
-    public init(unet: UNet2DConditionModel, textEncoder: CLIPTextModel) {
+    public init(unet: UNet2DConditionModel, textEncoder: CLIPTextModel, textEncoder2: CLIPTextModel? = nil) {
         var u: [String: LoRATargetLayer] = [:]
         for (path, l) in unet.linears { u[path] = .linear(l) }
         for (path, c) in unet.convolutions { u[path] = .conv(c) }
-        var t: [String: LoRATargetLayer] = [:]
-        for (path, l) in textEncoder.linears { t[path] = .linear(l) }
+        func linears(_ encoder: CLIPTextModel?) -> [String: LoRATargetLayer] {
+            var t: [String: LoRATargetLayer] = [:]
+            for (path, l) in encoder?.linears ?? [:] { t[path] = .linear(l) }
+            return t
+        }
+        func underscored(_ t: [String: LoRATargetLayer]) -> [String: String] {
+            Dictionary(t.keys.map { ($0.replacingOccurrences(of: ".", with: "_"), $0) }, uniquingKeysWith: { a, _ in a })
+        }
         self.unet = u
-        self.textEncoder = t
-        unetUnderscored = Dictionary(u.keys.map { ($0.replacingOccurrences(of: ".", with: "_"), $0) }, uniquingKeysWith: { a, _ in a })
-        textEncoderUnderscored = Dictionary(t.keys.map { ($0.replacingOccurrences(of: ".", with: "_"), $0) }, uniquingKeysWith: { a, _ in a })
+        self.textEncoder = linears(textEncoder)
+        self.textEncoder2 = linears(textEncoder2)
+        unetUnderscored = underscored(u)
+        textEncoderUnderscored = underscored(self.textEncoder)
+        textEncoder2Underscored = underscored(self.textEncoder2)
         layersPerBlock = unet.config.layersPerBlock.expanded(1)[0]
+        modelBase = textEncoder2 != nil ? "SDXL" : textEncoder.config.hiddenSize == 1024 ? "SD2.x"
+            : textEncoder.config.hiddenSize == 768 ? "SD1.x" : "SD1.x/SD2.x"
     }
 
     /// The diffusers module path and layer a file's module name refers to, or nil.
@@ -99,15 +114,16 @@ public final class LoRATargets {
             }
             return nil
         case .textEncoder:
-            if !entry.underscored {
-                if let layer = textEncoder[entry.name] { return (entry.name, layer) }
-                return nil
-            }
-            if let path = textEncoderUnderscored[entry.name] { return (path, textEncoder[path]!) }
-            return nil
+            return Self.resolve(entry, textEncoder, textEncoderUnderscored)
         case .textEncoder2:
-            return nil
+            return Self.resolve(entry, textEncoder2, textEncoder2Underscored)
         }
+    }
+
+    private static func resolve(_ entry: AdapterModuleEntry, _ layers: [String: LoRATargetLayer],
+                                _ underscored: [String: String]) -> (path: String, layer: LoRATargetLayer)? {
+        if !entry.underscored { return layers[entry.name].map { (entry.name, $0) } }
+        return underscored[entry.name].map { ($0, layers[$0]!) }
     }
 
     /// Original-SD ("sgm"/LDM) UNet names with underscores -> diffusers names with underscores:
