@@ -70,9 +70,15 @@ struct UNetBench: ParsableCommand {
         let load = Date().timeIntervalSince(start)
         let scale = model.vaeScaleFactor
         let sample = benchInput([batch, model.unet.config.inChannels, height / scale, width / scale])
-        let context = benchInput([batch, model.tokenizer.maxLength, model.textEncoder.config.hiddenSize], seed: 1)
+        let contextWidth = model.textEncoder.config.hiddenSize + (model.secondText?.encoder.config.hiddenSize ?? 0)
+        let context = benchInput([batch, model.tokenizer.maxLength, contextWidth], seed: 1)
+        // SDXL: a pooled embedding and the micro-conditioning time ids, as the pipeline passes them.
+        let added = model.secondText.map { second in
+            AddedConditions(textEmbeds: benchInput([batch, second.encoder.config.projectionDim ?? 0], seed: 2),
+                            timeIds: Array(repeating: [Float(height), Float(width), 0, 0, Float(height), Float(width)], count: batch))
+        }
         try options.measure("unet", extra: ["width": width, "height": height, "batch": batch], loadSeconds: load) {
-            _ = model.unet(sample, timestep: 500, context: context)
+            _ = model.unet(sample, timestep: 500, context: context, added: added)
         }
     }
 }
