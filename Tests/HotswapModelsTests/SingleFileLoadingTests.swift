@@ -145,6 +145,23 @@ import HotswapCore
         #expect(Self.message { _ = try StableDiffusionModel.load(wrong) }.contains("mid_block.attentions.0.proj_in.weight"))
     }
 
+    /// Shapes no real file has (empty or mismatched) are errors, never a trap in a layer.
+    @Test func degenerateShapesAreErrors() throws {
+        let dir = TempDir()
+        let edits: [(String, Tensor)] = [
+            ("cond_stage_model.transformer.text_model.embeddings.token_embedding.weight", Tensor(zeros: [0, 64])),
+            ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight", Tensor(zeros: [77, 32])),
+            ("model.diffusion_model.input_blocks.1.0.out_layers.3.weight", Tensor(zeros: [0, 32, 3, 3])),
+            ("model.diffusion_model.input_blocks.0.0.weight", Tensor(zeros: [32, 0, 3, 3])),
+            ("first_stage_model.decoder.conv_out.weight", Tensor(zeros: [0, 32, 3, 3])),
+            ("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", Tensor(zeros: [32])),
+        ]
+        for (key, tensor) in edits {
+            let url = try Self.variant(of: Self.sd1, in: dir) { $0[key] = tensor }
+            #expect(!Self.message { _ = try StableDiffusionModel.load(url) }.isEmpty, "\(key) \(tensor.shape)")
+        }
+    }
+
     @Test func convertWritesAFolderThatLoadsToTheSameWeights() throws {
         let dir = TempDir()
         for source in [Self.sd1, Self.sd2] {

@@ -102,8 +102,9 @@ func decodeError(_ response: TestResponse, sourceLocation: SourceLocation = #_so
 
 let jsonHeaders: HTTPFields = [.contentType: "application/json"]
 
-/// Polls `condition` every 5 ms for at most `seconds`.
-func waitFor(seconds: Double = 10, _ condition: @Sendable () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+/// Polls `condition` every 5 ms for at most `seconds` (generous: under the parallel test load,
+/// blocking renders in other suites can hold both cooperative threads for more than 10 s).
+func waitFor(seconds: Double = 120, _ condition: @Sendable () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let deadline = Date().addingTimeInterval(seconds)
     while !condition() {
         guard Date() < deadline else {

@@ -93,7 +93,8 @@ public final class SingleFileCheckpoint {
         if names.contains(where: { $0.hasPrefix("control_model.") }) {
             throw SingleFileError.unsupportedCheckpoint(file: path, kind: "a ControlNet")
         }
-        if shape("model.diffusion_model.input_blocks.10.0.skip_connection.bias") != nil && shape("model.diffusion_model.input_blocks.0.0.weight")?[1] == 7 {
+        if shape("model.diffusion_model.input_blocks.10.0.skip_connection.bias") != nil,
+           let s = shape("model.diffusion_model.input_blocks.0.0.weight"), s.count == 4, s[1] == 7 {
             throw SingleFileError.unsupportedCheckpoint(file: path, kind: "an upscaler (x4 upscale UNet)")
         }
         let family: ModelFamily
@@ -207,9 +208,17 @@ public final class SingleFileCheckpoint {
             throw SingleFileError.inconsistent(file: file, reason: "the text encoder has no token/position embedding")
         }
         let hidden = embedding.shape[1]
+        guard hidden > 0, embedding.shape[0] > 0, positions.shape[0] > 0, positions.shape[1] == hidden else {
+            throw SingleFileError.inconsistent(file: file, reason: "text encoder embeddings \(embedding.shape) and \(positions.shape) are empty or disagree")
+        }
         let layers = Set(w.keys.compactMap { index(after: "text_model.encoder.layers.", in: $0) ?? index(after: "encoder.layers.", in: $0) }).count
         guard hidden % 64 == 0 else {
             throw SingleFileError.inconsistent(file: file, reason: "text encoder width \(hidden) is not a multiple of the \(family.rawValue) text encoder's 64-channel heads")
+        }
+        // The family's tokenizer is CLIP's 49408-token BPE: a smaller table would be indexed past its end.
+        guard embedding.shape[0] >= 49408 else {
+            throw SingleFileError.inconsistent(file: file, reason: "the token embedding has \(embedding.shape[0]) rows; "
+                + "the \(family.rawValue) CLIP tokenizer needs 49408 (give its own tokenizer with --config DIR)")
         }
         config["vocab_size"] = .int(embedding.shape[0])
         config["hidden_size"] = .int(hidden)
@@ -217,7 +226,7 @@ public final class SingleFileCheckpoint {
         config["max_position_embeddings"] = .int(positions.shape[0])
         config["num_hidden_layers"] = .int(layers)
         config["num_attention_heads"] = .int(hidden / 64)
-        if let fc1 = find("encoder.layers.0.mlp.fc1.weight") { config["intermediate_size"] = .int(fc1.shape[0]) }
+        if let width = dim(find("encoder.layers.0.mlp.fc1.weight"), 0) { config["intermediate_size"] = .int(width) }
     }
 
     static func inferUNet(_ config: inout JSONConfig, from w: [String: Tensor], layersPerBlock: Int, family: ModelFamily, file: String) throws {
@@ -232,15 +241,15 @@ public final class SingleFileCheckpoint {
         var channels: [Int] = [], down: [String] = [], up: [String] = [], depths: [Int] = []
         var crossAttentionDim: Int?, linear: Bool?
         for b in 0..<levels {
-            guard let conv2 = w["down_blocks.\(b).resnets.0.conv2.weight"] else {
+            guard let width = dim(w["down_blocks.\(b).resnets.0.conv2.weight"], 0) else {
                 throw SingleFileError.inconsistent(file: file, reason: "UNet level \(b) has no resnet")
             }
-            channels.append(conv2.shape[0])
+            channels.append(width)
             if let projIn = w["down_blocks.\(b).attentions.0.proj_in.weight"] {
                 down.append("CrossAttnDownBlock2D")
                 linear = projIn.rank == 2
                 depths.append(depth(of: "down_blocks.\(b).attentions.0"))
-                crossAttentionDim = crossAttentionDim ?? w["down_blocks.\(b).attentions.0.transformer_blocks.0.attn2.to_k.weight"]?.shape[1]
+                crossAttentionDim = crossAttentionDim ?? dim(w["down_blocks.\(b).attentions.0.transformer_blocks.0.attn2.to_k.weight"], 1)
             } else {
                 down.append("DownBlock2D")
                 depths.append(midDepth)
@@ -249,6 +258,9 @@ public final class SingleFileCheckpoint {
         }
         guard let crossAttentionDim, let linear else {
             throw SingleFileError.inconsistent(file: file, reason: "the UNet has no cross-attention block")
+        }
+        guard channels.allSatisfy({ $0 > 0 }), crossAttentionDim > 0, convIn.shape[1] > 0, convOut.shape[0] > 0 else {
+            throw SingleFileError.inconsistent(file: file, reason: "the UNet has empty layers (channels \(channels))")
         }
         config["in_channels"] = .int(convIn.shape[1])
         config["out_channels"] = .int(convOut.shape[0])
@@ -272,17 +284,20 @@ public final class SingleFileCheckpoint {
         // Decoder up_blocks run from the widest level (diffusers' index 0) to the image.
         var channels: [Int] = []
         for i in 0..<upBlocks {
-            guard let conv2 = w["decoder.up_blocks.\(upBlocks - 1 - i).resnets.0.conv2.weight"] else {
+            guard let width = dim(w["decoder.up_blocks.\(upBlocks - 1 - i).resnets.0.conv2.weight"], 0) else {
                 throw SingleFileError.inconsistent(file: file, reason: "VAE decoder level \(i) has no resnet")
             }
-            channels.append(conv2.shape[0])
+            channels.append(width)
         }
         let resnets = Set(w.keys.compactMap { index(after: "decoder.up_blocks.0.resnets.", in: $0) }).count
+        guard channels.allSatisfy({ $0 > 0 }), convIn.shape[1] > 0, convOut.shape[0] > 0 else {
+            throw SingleFileError.inconsistent(file: file, reason: "the VAE has empty layers (channels \(channels))")
+        }
         config["block_out_channels"] = .ints(channels)
         config["layers_per_block"] = .int(max(resnets - 1, 1))
         config["latent_channels"] = .int(convIn.shape[1])
         config["out_channels"] = .int(convOut.shape[0])
-        if let encoderIn = w["encoder.conv_in.weight"] { config["in_channels"] = .int(encoderIn.shape[1]) }
+        if let inChannels = dim(w["encoder.conv_in.weight"], 1) { config["in_channels"] = .int(inChannels) }
         config["down_block_types"] = .strings(Array(repeating: "DownEncoderBlock2D", count: upBlocks))
         config["up_block_types"] = .strings(Array(repeating: "UpDecoderBlock2D", count: upBlocks))
         config["mid_block_add_attention"] = .bool(w["decoder.mid_block.attentions.0.to_q.weight"] != nil)
@@ -291,6 +306,12 @@ public final class SingleFileCheckpoint {
     }
 
     // MARK: Helpers
+
+    /// Axis `axis` of a weight's shape, or nil when it has no such axis (a hostile file's scalar).
+    static func dim(_ tensor: Tensor?, _ axis: Int) -> Int? {
+        guard let tensor, axis < tensor.rank else { return nil }
+        return tensor.shape[axis]
+    }
 
     /// The integer right after `prefix` in `key` ("a.b.7.c" after "a.b." -> 7).
     static func index(after prefix: String, in key: String) -> Int? {
