@@ -6,7 +6,10 @@ Usage:
   python Scripts/bench_vs_diffusers.py --model DIR [--rows ROWS] [--runs N] [--warmup N] [--threads T]
                                        [--hotswap PATH_TO_BINARY] [--no-diffusers] [--json]
 
-DIR is a diffusers StableDiffusionPipeline folder, e.g. one from Scripts/make_random_sd.py.
+DIR is a diffusers StableDiffusionPipeline or StableDiffusionXLPipeline folder, e.g. one from
+Scripts/make_random_sd.py (--variant sdxl for the SDXL shapes). SDXL rows: the UNet gets
+added_cond_kwargs (pooled text embeds and six time ids), `text` runs both encoders as encode_prompt
+does (output_hidden_states), e2e uses StableDiffusionXLPipeline.
 ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,text,load,e2e512):
   unet<S>b<B>, unet<W>x<H>b<B>  one UNet forward: sample [B,4,H/8,W/8], timestep 500,
                                 encoder_hidden_states [B,77,cross_attention_dim] (768 for SD1.5)
@@ -196,8 +199,8 @@ class Diffusers:
 
     def load(self):
         import torch
-        from diffusers import StableDiffusionPipeline
-        return StableDiffusionPipeline.from_pretrained(self.model, torch_dtype=torch.float32)
+        from diffusers import DiffusionPipeline
+        return DiffusionPipeline.from_pretrained(self.model, torch_dtype=torch.float32)
 
     def pipeline(self):
         if self.pipe is None:
@@ -262,7 +265,13 @@ class Diffusers:
                 sample = torch.randn(b, pipe.unet.config.in_channels, h, w, generator=g)
                 ctx = torch.randn(b, 77, pipe.unet.config.cross_attention_dim, generator=g)
                 t = torch.tensor(500.0)
-                return timed(lambda: pipe.unet(sample, t, encoder_hidden_states=ctx, return_dict=False), runs, warmup)
+                added = None
+                if pipe.unet.config.addition_embed_type == "text_time":  # SDXL micro-conditioning
+                    ids = [spec["height"], spec["width"], 0, 0, spec["height"], spec["width"]]
+                    added = {"text_embeds": torch.randn(b, pipe.text_encoder_2.config.projection_dim, generator=g),
+                             "time_ids": torch.tensor([ids] * b, dtype=torch.float32)}
+                return timed(lambda: pipe.unet(sample, t, encoder_hidden_states=ctx, added_cond_kwargs=added,
+                                               return_dict=False), runs, warmup)
             if k == "vae":
                 latents = torch.randn(1, pipe.vae.config.latent_channels, spec["height"] // 8, spec["width"] // 8,
                                       generator=g)
@@ -285,6 +294,11 @@ class Diffusers:
                 prompts = (TEXT_PROMPTS * spec["batch"])[: spec["batch"]]
                 ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                                      truncation=True, return_tensors="pt").input_ids
+                if getattr(pipe, "text_encoder_2", None) is not None:
+                    ids2 = pipe.tokenizer_2(prompts, padding="max_length", max_length=pipe.tokenizer_2.model_max_length,
+                                            truncation=True, return_tensors="pt").input_ids
+                    return timed(lambda: (pipe.text_encoder(ids, output_hidden_states=True),
+                                          pipe.text_encoder_2(ids2, output_hidden_states=True)), runs, warmup)
                 return timed(lambda: pipe.text_encoder(ids), runs, warmup)
         raise AssertionError(k)
 

@@ -24,6 +24,14 @@ public final class StableDiffusionModel {
 
     public var isXL: Bool { secondText != nil }
 
+    /// SD1.x, SD2.x or SDXL: a single file's detected family, else what the folder's encoders say
+    /// (two: SDXL; OpenCLIP's gelu: SD2.x; CLIP's quick_gelu: SD1.x). Recorded in infotext and timings.
+    public var familyLabel: String {
+        if let family { return family.rawValue }
+        if isXL { return ModelFamily.sdxl.rawValue }
+        return textEncoder.config.hiddenAct == "gelu" ? ModelFamily.sd2.rawValue : ModelFamily.sd1.rawValue
+    }
+
     /// Loads every component strictly: a missing file, a config Hotswap cannot run, or weights
     /// that do not match their config is an error naming the component and the problem.
     public convenience init(directory: URL) throws {
@@ -64,7 +72,7 @@ public final class StableDiffusionModel {
             schedulerConfig: loadConfig(SchedulerConfig.self, from: directory.appendingPathComponent("scheduler/scheduler_config.json")))
     }
 
-    /// An original-format single-file checkpoint (SD1.x / SD2.x), read without converting it to disk.
+    /// An original-format single-file checkpoint (SD1.x / SD2.x / SDXL), read without converting it to disk.
     public convenience init(checkpoint: SingleFileCheckpoint) throws {
         let file = checkpoint.url
         func decode<Config: Decodable>(_ type: Config.Type, _ config: JSONConfig, _ component: String) throws -> Config {
@@ -80,7 +88,11 @@ public final class StableDiffusionModel {
         try self.init(
             source: file, name: file.deletingPathExtension().lastPathComponent, family: checkpoint.family,
             tokenizer: CLIPTokenizer(directory: checkpoint.tokenizerDirectory, vocabularyDirectory: checkpoint.vocabularyDirectory),
-            second: nil, forceZerosForEmptyPrompt: false,
+            second: checkpoint.textEncoder2.map { second in
+                (try CLIPTokenizer(directory: checkpoint.tokenizer2Directory!, vocabularyDirectory: checkpoint.vocabulary2Directory),
+                 try decode(CLIPTextConfig.self, second.config, "text_encoder_2"), { second.weights })
+            },
+            forceZerosForEmptyPrompt: checkpoint.family == .sdxl,
             textConfig: decode(CLIPTextConfig.self, checkpoint.textEncoder.config, "text_encoder"),
             textWeights: { checkpoint.textEncoder.weights },
             unetConfig: decode(UNet2DConditionConfig.self, checkpoint.unet.config, "unet"),

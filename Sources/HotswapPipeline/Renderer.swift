@@ -109,6 +109,7 @@ public final class Renderer: @unchecked Sendable {
                        progress: ((Int, Int) -> Bool)? = nil) throws -> RenderedImage {
         let request = resolved.request
         record.adapters = request.adaptersLabel
+        record.family = model.familyLabel
         record.steps = request.steps
         record.width = resolved.width
         record.height = resolved.height
@@ -125,7 +126,8 @@ public final class Renderer: @unchecked Sendable {
             sampler: resolved.scheduler.samplerLabel, cfgScale: Double(request.guidance), seed: image.seed,
             width: image.width, height: image.height, modelName: model.name, clipSkip: request.clipSkip.map { $0 + 1 },
             loraHashes: adapters.loraHashes(),
-            extraParameters: request.adapters.isEmpty ? [] : [("Adapters", request.adapters.map(\.displayDescription).joined(separator: " "))])
+            extraParameters: [("Model family", model.familyLabel)]
+                + (request.adapters.isEmpty ? [] : [("Adapters", request.adapters.map(\.displayDescription).joined(separator: " "))]))
         let png = try PNGWriter.encode(rgb: image.rgb, width: image.width, height: image.height,
                                        text: [(key: "parameters", value: infotext.text)])
         record.pngMs = encode.elapsedMs

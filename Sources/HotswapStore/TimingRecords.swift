@@ -107,6 +107,8 @@ public struct RequestRecord: Sendable, Equatable {
     /// Which API the request came through: "images" (/v1/images), "a1111" (/sdapi/v1), "openai"
     /// (/v1/images/generations), "cli" (`hotswap render`); nil for rows written before it was recorded.
     public var api: String?
+    /// The base model's family (SD1.x, SD2.x, SDXL); nil for rows written before it was recorded.
+    public var family: String?
     /// Time spent waiting for the model before the swap began (server queue).
     public var queueMs: Double?
     /// The adapter set as `name:scale` joined by ", " ("" for none).
@@ -161,7 +163,7 @@ public struct RequestRecord: Sendable, Equatable {
 /// was not reached), the start as Unix seconds.
 extension RequestRecord: Encodable {
     enum CodingKeys: String, CodingKey {
-        case requestID = "request_id", startedAt = "started_at", api, adapters, status, outcome, cache
+        case requestID = "request_id", startedAt = "started_at", api, family, adapters, status, outcome, cache
         case queueMs = "queue_ms", unloadMs = "unload_ms", loadMs = "load_ms", applyMs = "apply_ms", swapMs = "swap_ms"
         case textEncodeMs = "text_encode_ms", denoiseMs = "denoise_ms", decodeMs = "decode_ms"
         case inferenceMs = "inference_ms", totalMs = "total_ms", steps, width, height, seed, scheduler, error
@@ -174,6 +176,7 @@ extension RequestRecord: Encodable {
         try c.encode(requestId ?? "", forKey: .requestID)
         try c.encode(createdAt.timeIntervalSince1970, forKey: .startedAt)
         try c.encode(api ?? "", forKey: .api)
+        try c.encode(family ?? "", forKey: .family)
         try c.encode(adapters, forKey: .adapters)
         try c.encode(status ?? 0, forKey: .status)
         try c.encode(outcome, forKey: .outcome)

@@ -65,11 +65,12 @@ public final class TimingStore: @unchecked Sendable {
         Column("outcome", "TEXT NOT NULL", write: { SQLValue($0.outcome) }, read: { $0.outcome = $1.string ?? "" }),
         Column("error", "TEXT", write: { SQLValue($0.error) }, read: { $0.error = $1.string }),
         Column("api", "TEXT", write: { SQLValue($0.api) }, read: { $0.api = $1.string }),
+        Column("family", "TEXT", write: { SQLValue($0.family) }, read: { $0.family = $1.string }),
     ]
 
     /// Request columns added after the table was first shipped: a database written by an older
     /// build gets them with ALTER TABLE (their definitions must allow NULL for the old rows).
-    static let addedRequestColumns = ["api"]
+    static let addedRequestColumns = ["api", "family"]
 
     static func createTable<R>(_ name: String, _ columns: [Column<R>], autoincrementID: Bool) -> String {
         let id = autoincrementID ? ["id INTEGER PRIMARY KEY AUTOINCREMENT"] : []

@@ -102,7 +102,7 @@ struct VAEBench: ParsableCommand {
 }
 
 struct TextBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "text", abstract: "Text encoder (77 tokens).")
+    static let configuration = CommandConfiguration(commandName: "text", abstract: "Text encoder(s) (77 tokens; SDXL: both, as encode_prompt runs them).")
     @OptionGroup var options: BenchOptions
     @Option var batch: Int = 2
 
@@ -110,9 +110,18 @@ struct TextBench: ParsableCommand {
         let start = Date()
         let model = try options.modelOptions.load()
         let load = Date().timeIntervalSince(start)
-        let ids = Array(repeating: model.tokenizer.tokenize("a photograph of an astronaut riding a horse"), count: batch)
-        try options.measure("text", extra: ["batch": batch], loadSeconds: load) {
-            _ = model.textEncoder(ids)
+        let prompt = "a photograph of an astronaut riding a horse"
+        let ids = Array(repeating: model.tokenizer.tokenize(prompt), count: batch)
+        if let second = model.secondText {
+            let ids2 = Array(repeating: second.tokenizer.tokenize(prompt), count: batch)
+            try options.measure("text", extra: ["batch": batch, "encoders": 2], loadSeconds: load) {
+                _ = model.textEncoder.penultimateAndPooled(ids)
+                _ = second.encoder.penultimateAndPooled(ids2)
+            }
+        } else {
+            try options.measure("text", extra: ["batch": batch], loadSeconds: load) {
+                _ = model.textEncoder(ids)
+            }
         }
     }
 }

@@ -34,7 +34,9 @@ import HotswapPipeline
             let result = try HotswapProcess.run(["render", "--model", model, "--prompt", "a red circle", "--steps", "2",
                                                  "--seed", "3", "--width", "64", "--height", "64", "--out", out.path, "--quiet"])
             #expect(result.status == 0, "\(result.stderr)")
-            pngs.append(try PNGReader.read(url: out).rgb)
+            let png = try PNGReader.read(url: out)
+            #expect(png.text["parameters"]?.contains("Model family: SD2.x") == true, "\(png.text)")
+            pngs.append(png.rgb)
         }
         #expect(pngs[0] == pngs[1])
         // A second convert to the same place is refused and changes nothing.
@@ -42,6 +44,26 @@ import HotswapPipeline
         expectOneLineError(again, mentions: "already exists")
         #expect(FileManager.default.contents(atPath: folder.appendingPathComponent("scheduler/scheduler_config.json").path)
             .map { String(decoding: $0, as: UTF8.self).contains("v_prediction") } == true)
+    }
+
+    /// An SDXL folder through the CLI: default size from its UNet, the family in the infotext and
+    /// in the timing row.
+    @Test func rendersAnSDXLFolderAndRecordsTheFamily() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("xl.png"), db = dir.appendingPathComponent("t.db")
+        let result = try HotswapProcess.run(["render", "--model", Fixtures.url("models/sdxl-tiny").path, "--prompt", "a red circle",
+                                             "--steps", "2", "--seed", "5", "--out", out.path, "--timings-db", db.path, "--quiet"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let png = try PNGReader.read(url: out)
+        #expect(png.width == 16 * 4 && png.height == 16 * 4)  // sample_size x vae scale factor
+        #expect(png.text["parameters"]?.contains("Model family: SDXL") == true)
+        let report = try HotswapProcess.run(["render", "--model", Fixtures.url("models/sdxl-tiny").path, "--prompt", "x",
+                                             "--steps", "2", "--clip-skip", "3", "--out", dir.appendingPathComponent("no.png").path])
+        #expect(report.status != 0 && report.stderr.contains("clip"), "\(report.stderr)")
+        // The row's text is stored verbatim in the database file (or its WAL, before a checkpoint).
+        let bytes = [db, URL(fileURLWithPath: db.path + "-wal")].compactMap { FileManager.default.contents(atPath: $0.path) }
+        #expect(bytes.contains { String(decoding: $0, as: UTF8.self).contains("SDXL") })
     }
 
     @Test func badSingleFileInputIsAOneLineError() throws {

@@ -75,6 +75,42 @@ import HotswapCore
         #expect(base.unet.config["sample_size"] == .int(64))
     }
 
+    /// SDXL (SGM layout): both encoders, bigG's projection transposed, add_embedding's sizes, per-block depth.
+    @Test func sdxlConfigsComeFromTensors() throws {
+        let url = Fixtures.url("single_file/sdxl-tiny.safetensors")
+        // The tiny model's 16-wide text encoder does not have SDXL's 64-channel heads: with the
+        // family's configs it is an error naming that, not a wrong image.
+        #expect(Self.message { _ = try SingleFileCheckpoint(url: url) }.contains("64-channel heads"))
+        // With the folder as config (diffusers' config=), the weights are all mapped; the inference
+        // rules, run on them, find the folder's values.
+        let withConfig = try SingleFileCheckpoint(url: url, options: SingleFileOptions(configDirectory: Fixtures.url("models/sdxl-tiny")))
+        #expect(withConfig.family == .sdxl)
+        let te2 = try #require(withConfig.textEncoder2)
+        var unet = JSONConfig(members: [])
+        try SingleFileCheckpoint.inferUNet(&unet, from: withConfig.unet.weights, layersPerBlock: 2, family: .sdxl, file: "")
+        try SingleFileCheckpoint.inferAddition(&unet, from: withConfig.unet.weights, projection: 24, file: "")
+        #expect(unet["block_out_channels"] == .ints([16, 32, 32]))
+        #expect(unet["down_block_types"] == .strings(["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]))
+        #expect(unet["transformer_layers_per_block"] == .ints([3, 2, 3]))  // the mid block's 3 for the block without attention
+        #expect(unet["cross_attention_dim"] == .int(48))
+        #expect(unet["projection_class_embeddings_input_dim"] == .int(24 + 6 * 8))
+        #expect(unet["addition_time_embed_dim"] == .int(8))
+        #expect(te2.weights.keys.contains("text_model.encoder.layers.2.self_attn.q_proj.weight"))  // bigG keeps every layer
+        // text_projection is stored [width, projection] and applied as x @ proj: diffusers' weight is its transpose.
+        let folder = try WeightFiles.load(directory: Fixtures.url("models/sdxl-tiny/text_encoder_2"), baseName: "model")
+        #expect(te2.weights["text_projection.weight"]?.shape == [24, 32])
+        #expect(te2.weights["text_projection.weight"]?.scalars == folder["text_projection.weight"]?.scalars)
+        for family in ModelFamily.allCases where family == .sdxl {
+            #expect(try family.defaultConfig("vae")["scaling_factor"] == .number("0.13025"))
+            #expect(try family.defaultConfig("text_encoder_2")["architectures"] == .strings(["CLIPTextModelWithProjection"]))
+        }
+        // It converts to an XL folder that loads.
+        let dir = TempDir()
+        try withConfig.writeDiffusersFolder(to: dir.file("xl"))
+        let converted = try StableDiffusionModel(directory: dir.file("xl"))
+        #expect(converted.isXL && converted.secondText?.tokenizer.padTokenID == 0)
+    }
+
     @Test func sidecarsSetThePredictionType() throws {
         let dir = TempDir()
         let file = dir.file("model.safetensors")
@@ -129,11 +165,14 @@ import HotswapCore
     @Test func unknownAndMissingTensorsAreListed() throws {
         let dir = TempDir()
         let extra = try Self.variant(of: Self.sd1, in: dir) {
-            $0["model.diffusion_model.label_emb.0.0.weight"] = Tensor(zeros: [4, 4])
+            $0["model.diffusion_model.label_emb.1.0.weight"] = Tensor(zeros: [4, 4])
             $0["first_stage_model.decoder.up.0.block.0.extra.weight"] = Tensor(zeros: [4])
         }
         let e = Self.message { _ = try SingleFileCheckpoint(url: extra) }
-        #expect(e.contains("model.diffusion_model.label_emb.0.0.weight") && e.contains("first_stage_model.decoder.up.0.block.0.extra.weight"), "\(e)")
+        #expect(e.contains("model.diffusion_model.label_emb.1.0.weight") && e.contains("first_stage_model.decoder.up.0.block.0.extra.weight"), "\(e)")
+        // SDXL's label_emb on an SD1 UNet: mapped to add_embedding, which an SD1 UNet does not have.
+        let xlPart = try Self.variant(of: Self.sd1, in: dir) { $0["model.diffusion_model.label_emb.0.0.weight"] = Tensor(zeros: [4, 4]) }
+        #expect(Self.message { _ = try StableDiffusionModel.load(xlPart) }.contains("add_embedding.linear_1.weight"))
 
         let missing = try Self.variant(of: Self.sd1, in: dir) { $0["model.diffusion_model.out.2.bias"] = nil }
         let m = Self.message { _ = try StableDiffusionModel.load(missing) }

@@ -13,7 +13,10 @@ import HotswapModels
     struct Case: Decodable, Sendable { let name: String, scheduler: String, steps: Int, guidance: Float, seed: UInt64,
                                        width: Int, height: Int, image: String }
     struct Model: Decodable, Sendable { let file: String, prediction_type: String, cases: [Case] }
-    struct Manifest: Decodable, Sendable { let prompt: String, negative_prompt: String, models: [String: Model] }
+    struct XLCase: Decodable, Sendable { let name: String, scheduler: String, steps: Int, guidance: Float, seed: UInt64,
+                                         width: Int, height: Int, negative_prompt: String?, image: String }
+    struct XL: Decodable, Sendable { let file: String, config: String, cases: [XLCase] }
+    struct Manifest: Decodable, Sendable { let prompt: String, negative_prompt: String, models: [String: Model], xl: XL }
 
     struct Item: CustomTestStringConvertible, Sendable {
         let model: String, file: String, prompt: String, negative: String, c: Case
@@ -48,6 +51,24 @@ import HotswapModels
         #expect(expected.width == image.width && expected.height == image.height)
         let psnr = peakSignalToNoise(image.rgb, expected.rgb)
         #expect(psnr >= 40, "PSNR \(psnr) dB")
+    }
+
+    /// An SGM SDXL file (the committed sdxl-tiny folder converted) read with that folder as its config
+    /// renders that folder's diffusers references: the XL key rules (conditioner.embedders, bigG's
+    /// transposed text_projection, label_emb) lose nothing.
+    @Test func sdxlFileWithItsFolderAsConfigRendersTheFolder() throws {
+        let xl = try #require(try? Fixtures.json("reference/single_file/manifest.json", as: Manifest.self).xl)
+        let model = try StableDiffusionModel.load(Fixtures.url(xl.file), singleFile: SingleFileOptions(configDirectory: Fixtures.url(xl.config)))
+        #expect(model.family == .sdxl && model.isXL && model.forceZerosForEmptyPrompt)
+        #expect(xl.cases.count == 2)
+        for c in xl.cases {
+            let request = GenerationRequest(prompt: Self.items.first?.prompt ?? "", negativePrompt: c.negative_prompt, steps: c.steps,
+                                            guidance: c.guidance, seed: c.seed, width: c.width, height: c.height,
+                                            scheduler: try #require(SchedulerName(rawValue: c.scheduler)))
+            let image = try StableDiffusionPipeline(model: model).generate(request)
+            let psnr = peakSignalToNoise(image.rgb, try PNGReader.read(url: Fixtures.url(c.image)).rgb)
+            #expect(psnr >= 40, "\(c.name): PSNR \(psnr) dB")
+        }
     }
 
     /// An SD2 file as diffusers' convert_diffusers_to_original_stable_diffusion.py writes it: no

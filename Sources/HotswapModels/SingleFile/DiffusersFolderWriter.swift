@@ -39,13 +39,23 @@ extension SingleFileCheckpoint {
         var schedulerClass = JSONValue.string("PNDMScheduler")
         if case .string? = scheduler["_class_name"] { schedulerClass = scheduler["_class_name"]! }
         let none = JSONValue.array([.null, .null])
-        try json(JSONConfig(members: [
-            ("_class_name", .string("StableDiffusionPipeline")), ("_diffusers_version", .string("0.42.1")),
-            ("feature_extractor", none), ("requires_safety_checker", .bool(false)), ("safety_checker", none),
+        var index = JSONConfig(members: [
+            ("_class_name", .string(textEncoder2 == nil ? "StableDiffusionPipeline" : "StableDiffusionXLPipeline")),
+            ("_diffusers_version", .string("0.42.1")),
             ("scheduler", .array([.string("diffusers"), schedulerClass])),
             ("text_encoder", .strings(["transformers", "CLIPTextModel"])), ("tokenizer", .strings(["transformers", "CLIPTokenizer"])),
             ("unet", .strings(["diffusers", "UNet2DConditionModel"])), ("vae", .strings(["diffusers", "AutoencoderKL"])),
-        ]), "model_index.json")
+        ])
+        if textEncoder2 == nil {
+            index["feature_extractor"] = none
+            index["requires_safety_checker"] = .bool(false)
+            index["safety_checker"] = none
+        } else {
+            index["force_zeros_for_empty_prompt"] = .bool(true)
+            index["text_encoder_2"] = .strings(["transformers", "CLIPTextModelWithProjection"])
+            index["tokenizer_2"] = .strings(["transformers", "CLIPTokenizer"])
+        }
+        try json(index, "model_index.json")
 
         var unetConfig = unet.config, vaeConfig = vae.config, textConfig = textEncoder.config
         unetConfig["_class_name"] = .string("UNet2DConditionModel")
@@ -66,13 +76,25 @@ extension SingleFileCheckpoint {
         try SafeTensorsWriter.write(textEncoder.weights.filter { !$0.key.hasSuffix("position_ids") }, metadata: format,
                                     to: folder.appendingPathComponent("text_encoder/model.safetensors"), dtype: dtype)
 
-        let tokenizer = folder.appendingPathComponent("tokenizer")
-        try fm.createDirectory(at: tokenizer, withIntermediateDirectories: true)
-        for (name, source) in [("vocab.json", vocabularyDirectory), ("merges.txt", vocabularyDirectory),
-                               ("tokenizer_config.json", tokenizerDirectory), ("special_tokens_map.json", tokenizerDirectory)] {
-            let from = source.appendingPathComponent(name)
-            guard fm.fileExists(atPath: from.path) else { continue }  // the two config files are optional
-            try fm.copyItem(at: from, to: tokenizer.appendingPathComponent(name))
+        if let second = textEncoder2 {
+            var config = second.config
+            config["architectures"] = .strings(["CLIPTextModelWithProjection"])
+            config["model_type"] = .string("clip_text_model")
+            try json(config, "text_encoder_2/config.json")
+            try SafeTensorsWriter.write(second.weights, metadata: format,
+                                        to: folder.appendingPathComponent("text_encoder_2/model.safetensors"), dtype: dtype)
+        }
+        for (name, settings, vocabulary) in [("tokenizer", tokenizerDirectory, vocabularyDirectory),
+                                             ("tokenizer_2", tokenizer2Directory, vocabulary2Directory)] {
+            guard let settings, let vocabularyDirectory = vocabulary else { continue }
+            let tokenizer = folder.appendingPathComponent(name)
+            try fm.createDirectory(at: tokenizer, withIntermediateDirectories: true)
+            for (file, source) in [("vocab.json", vocabularyDirectory), ("merges.txt", vocabularyDirectory),
+                                   ("tokenizer_config.json", settings), ("special_tokens_map.json", settings)] {
+                let from = source.appendingPathComponent(file)
+                guard fm.fileExists(atPath: from.path) else { continue }  // the two config files are optional
+                try fm.copyItem(at: from, to: tokenizer.appendingPathComponent(file))
+            }
         }
     }
 }

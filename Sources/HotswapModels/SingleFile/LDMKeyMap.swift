@@ -1,4 +1,4 @@
-// Original-format (LDM / CompVis) checkpoint keys -> diffusers keys, for SD1.x and SD2.x single files.
+// Original-format (LDM / CompVis / SGM) checkpoint keys -> diffusers keys, for SD1.x, SD2.x and SDXL single files.
 // Port of diffusers' loaders/single_file_utils.py: convert_ldm_unet_checkpoint,
 // convert_ldm_vae_checkpoint, convert_ldm_clip_checkpoint and convert_open_clip_checkpoint, written as
 // one ordered rule list: the first rule whose prefix a key starts with decides; a key no rule takes
@@ -7,6 +7,8 @@
 /// The diffusers component a checkpoint tensor belongs to (its folder name in a pipeline).
 public enum PipelineComponent: String, Sendable, CaseIterable {
     case textEncoder = "text_encoder"
+    /// SDXL's OpenCLIP-bigG (CLIPTextModelWithProjection).
+    case textEncoder2 = "text_encoder_2"
     case unet
     case vae
 }
@@ -20,6 +22,8 @@ enum LDMTarget: Equatable {
     /// A 1x1 convolution kernel [out, in, 1, 1] that diffusers holds as a linear weight [out, in]
     /// (the VAE's mid-block attention projections: conv_attn_to_linear).
     case linearFromConv(PipelineComponent, String)
+    /// OpenCLIP's text_projection, stored [width, projection] (x @ proj): diffusers' Linear weight is its transpose.
+    case transposed(PipelineComponent, String)
     /// Known and not used for inference: the DDPM schedule buffers, EMA copies, the VAE's training
     /// loss, OpenCLIP's logit scale and projection, and SD2's last OpenCLIP layer.
     case ignored
@@ -34,6 +38,8 @@ struct LDMLayout {
     /// OpenCLIP transformer layers the text encoder uses; later ones are ignored (SD2 conditions on
     /// the penultimate layer, so diffusers' SD2 text encoder has one layer fewer than a real file).
     var openCLIPLayers: Int
+    /// SDXL's bigG keeps every layer (the pipeline takes hidden_states[-2] itself).
+    var openCLIP2Layers: Int = .max
 }
 
 struct LDMRule {
@@ -57,6 +63,10 @@ enum LDMKeyMap {
         LDMRule(prefix: "first_stage_model.loss.") { _, _ in .ignored },
         LDMRule(prefix: "cond_stage_model.model.logit_scale") { parts, _ in parts == [""] ? .ignored : nil },
         LDMRule(prefix: "cond_stage_model.model.text_projection") { parts, _ in parts == [""] ? .ignored : nil },
+        LDMRule(prefix: "conditioner.embedders.1.model.logit_scale") { parts, _ in parts == [""] ? .ignored : nil },
+        LDMRule(prefix: "conditioner.embedders.1.model.text_projection") { parts, _ in
+            parts == [""] ? .transposed(.textEncoder2, "text_projection.weight") : nil
+        },
         LDMRule(prefix: "model.diffusion_model.") { parts, layout in unet(parts, layout).map { .weight(.unet, $0) } },
         LDMRule(prefix: "first_stage_model.") { parts, layout in
             vae(parts, layout).map { $0.contains(".mid_block.attentions.0.to_") && $0.hasSuffix(".weight") ? .linearFromConv(.vae, $0) : .weight(.vae, $0) }
@@ -64,7 +74,10 @@ enum LDMKeyMap {
         // SD1: transformers' CLIPTextModel verbatim.
         LDMRule(prefix: "cond_stage_model.transformer.") { parts, _ in .weight(.textEncoder, parts.joined(separator: ".")) },
         // SD2: OpenCLIP's text tower.
-        LDMRule(prefix: "cond_stage_model.model.") { parts, layout in openCLIP(parts, layout) },
+        LDMRule(prefix: "cond_stage_model.model.") { parts, layout in openCLIP(parts, .textEncoder, layers: layout.openCLIPLayers) },
+        // SDXL (SGM's conditioner): CLIP-L as transformers' CLIPTextModel, OpenCLIP-bigG.
+        LDMRule(prefix: "conditioner.embedders.0.transformer.") { parts, _ in .weight(.textEncoder, parts.joined(separator: ".")) },
+        LDMRule(prefix: "conditioner.embedders.1.model.") { parts, layout in openCLIP(parts, .textEncoder2, layers: layout.openCLIP2Layers) },
     ]
 
     /// The target of `key`, or nil when no rule knows it.
@@ -108,6 +121,13 @@ enum LDMKeyMap {
             case "2": return "conv_out." + tail(2)
             default: return nil
             }
+        case "label_emb":  // SDXL's text_time add_embedding (a Sequential inside a Sequential)
+            guard p.count >= 4, p[1] == "0" else { return nil }
+            switch p[2] {
+            case "0": return "add_embedding.linear_1." + tail(3)
+            case "2": return "add_embedding.linear_2." + tail(3)
+            default: return nil
+            }
         case "input_blocks":
             guard p.count >= 4, let i = index(p[1]), let j = index(p[2]) else { return nil }
             if i == 0 { return j == 0 ? "conv_in." + tail(3) : nil }
@@ -135,7 +155,7 @@ enum LDMKeyMap {
             if p[3] == "conv" && (j == 1 || j == 2) { return "up_blocks.\(block).upsamplers.0.conv." + tail(4) }
             return j == 1 ? "up_blocks.\(block).attentions.\(layer)." + tail(3) : nil
         default:
-            return nil  // label_emb (class-conditioned UNets) and anything else: not an SD1/SD2 UNet
+            return nil
         }
     }
 
@@ -181,14 +201,14 @@ enum LDMKeyMap {
         }
     }
 
-    // MARK: OpenCLIP text encoder (SD2)
+    // MARK: OpenCLIP text encoders (SD2's, SDXL's bigG)
 
-    static func openCLIP(_ p: [Substring], _ layout: LDMLayout) -> LDMTarget? {
+    static func openCLIP(_ p: [Substring], _ component: PipelineComponent, layers: Int) -> LDMTarget? {
         let key = p.joined(separator: ".")
         switch key {
-        case "token_embedding.weight": return .weight(.textEncoder, "text_model.embeddings.token_embedding.weight")
-        case "positional_embedding": return .weight(.textEncoder, "text_model.embeddings.position_embedding.weight")
-        case "ln_final.weight", "ln_final.bias": return .weight(.textEncoder, "text_model.final_layer_norm." + p[1])
+        case "token_embedding.weight": return .weight(component, "text_model.embeddings.token_embedding.weight")
+        case "positional_embedding": return .weight(component, "text_model.embeddings.position_embedding.weight")
+        case "ln_final.weight", "ln_final.bias": return .weight(component, "text_model.final_layer_norm." + p[1])
         default: break
         }
         guard p.count >= 5, p[0] == "transformer", p[1] == "resblocks", let i = Int(p[2]), i >= 0 else { return nil }
@@ -196,16 +216,16 @@ enum LDMKeyMap {
         let rest = p[3...].joined(separator: ".")
         let target: LDMTarget?
         switch rest {
-        case "attn.in_proj_weight": target = .fusedQKV(.textEncoder, prefix: "\(layer).self_attn", suffix: "weight")
-        case "attn.in_proj_bias": target = .fusedQKV(.textEncoder, prefix: "\(layer).self_attn", suffix: "bias")
+        case "attn.in_proj_weight": target = .fusedQKV(component, prefix: "\(layer).self_attn", suffix: "weight")
+        case "attn.in_proj_bias": target = .fusedQKV(component, prefix: "\(layer).self_attn", suffix: "bias")
         default:
             let renames = ["attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
                            "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"]
             let module = p[3..<(p.count - 1)].joined(separator: "."), parameter = p[p.count - 1]
             guard let name = renames[module], parameter == "weight" || parameter == "bias" else { return nil }
-            target = .weight(.textEncoder, "\(layer).\(name).\(parameter)")
+            target = .weight(component, "\(layer).\(name).\(parameter)")
         }
         guard let target else { return nil }
-        return i < layout.openCLIPLayers ? target : .ignored
+        return i < layers ? target : .ignored
     }
 }

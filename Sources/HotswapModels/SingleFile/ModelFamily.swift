@@ -6,16 +6,18 @@ import Foundation
 public enum ModelFamily: String, Sendable, CaseIterable {
     case sd1 = "SD1.x"
     case sd2 = "SD2.x"
+    case sdxl = "SDXL"
 
     /// The folder of this family's defaults in Families/.
     var folderName: String {
         switch self {
         case .sd1: return "sd1"
         case .sd2: return "sd2"
+        case .sdxl: return "sdxl"
         }
     }
 
-    /// The component config (`unet`, `vae`, `text_encoder`, `scheduler_config`) as a JSON object,
+    /// The component config (`unet`, `vae`, `text_encoder`, `text_encoder_2`, `scheduler_config`) as a JSON object,
     /// to be completed with what the checkpoint's tensors say.
     func defaultConfig(_ component: String) throws -> JSONConfig {
         try JSONConfig(contentsOf: FamilyResources.directory().appendingPathComponent("\(folderName)/\(component).json"))
@@ -23,8 +25,8 @@ public enum ModelFamily: String, Sendable, CaseIterable {
 
     /// The folder holding tokenizer_config.json and special_tokens_map.json (pad token: `<|endoftext|>`
     /// for SD1, "!" for SD2).
-    func tokenizerDirectory() throws -> URL {
-        try FamilyResources.directory().appendingPathComponent("\(folderName)/tokenizer")
+    func tokenizerDirectory(_ folder: String = "tokenizer") throws -> URL {
+        try FamilyResources.directory().appendingPathComponent("\(folderName)/\(folder)")
     }
 
     /// CLIP's BPE vocabulary (vocab.json, merges.txt), the same for every family.

@@ -56,6 +56,11 @@ public final class SingleFileCheckpoint {
     /// The dtype of the UNet's weights in the file (what `convert` writes back).
     public let weightsDType: SafeTensorsDType
     public let textEncoder: ComponentCheckpoint
+    /// SDXL's OpenCLIP-bigG with projection, and the folder of its tokenizer's settings (pad "!").
+    public let textEncoder2: ComponentCheckpoint?
+    public let tokenizer2Directory: URL?
+    /// Where tokenizer_2's vocab.json and merges.txt are (its own folder when --config gives one).
+    public let vocabulary2Directory: URL?
     public let unet: ComponentCheckpoint
     public let vae: ComponentCheckpoint
     public let scheduler: JSONConfig
@@ -87,8 +92,8 @@ public final class SingleFileCheckpoint {
         if let s = shape("model.diffusion_model.input_blocks.0.0.weight"), s.count == 4, s[1] == 9 {
             throw SingleFileError.unsupportedCheckpoint(file: path, kind: "an inpainting checkpoint (UNet with 9 input channels)")
         }
-        if names.contains(where: { $0.hasPrefix("conditioner.embedders.") }) {
-            throw SingleFileError.unsupportedCheckpoint(file: path, kind: "an SDXL checkpoint (conditioner.embedders.*); SDXL single files come with SDXL support")
+        if names.contains(where: { $0.hasPrefix("conditioner.embedders.0.model.") }) {
+            throw SingleFileError.unsupportedCheckpoint(file: path, kind: "an SDXL refiner (OpenCLIP-bigG alone in conditioner.embedders.0)")
         }
         if names.contains(where: { $0.hasPrefix("control_model.") }) {
             throw SingleFileError.unsupportedCheckpoint(file: path, kind: "a ControlNet")
@@ -98,7 +103,13 @@ public final class SingleFileCheckpoint {
             throw SingleFileError.unsupportedCheckpoint(file: path, kind: "an upscaler (x4 upscale UNet)")
         }
         let family: ModelFamily
-        if shape("cond_stage_model.model.token_embedding.weight") != nil {
+        if names.contains(where: { $0.hasPrefix("conditioner.embedders.") }) {
+            guard names.contains(where: { $0.hasPrefix("conditioner.embedders.0.transformer.") }),
+                  names.contains(where: { $0.hasPrefix("conditioner.embedders.1.model.") }) else {
+                throw SingleFileError.notACheckpoint(file: path, reason: "SDXL needs both text encoders (conditioner.embedders.0.transformer.*, conditioner.embedders.1.model.*)")
+            }
+            family = .sdxl
+        } else if shape("cond_stage_model.model.token_embedding.weight") != nil {
             family = .sd2
         } else if names.contains(where: { $0.hasPrefix("cond_stage_model.transformer.") }) {
             family = .sd1
@@ -118,6 +129,7 @@ public final class SingleFileCheckpoint {
             return try family.defaultConfig(component)
         }
         var textConfig = try baseConfig("text_encoder", folderFile: "text_encoder/config.json")
+        var textConfig2 = family == .sdxl ? try baseConfig("text_encoder_2", folderFile: "text_encoder_2/config.json") : nil
 
         // The layout the key rules need, from key names.
         let inputBlocks = Set(names.compactMap { Self.index(after: "model.diffusion_model.input_blocks.", in: $0) })
@@ -136,7 +148,8 @@ public final class SingleFileCheckpoint {
         let fullTower = shape("cond_stage_model.model.text_projection") != nil
         var openCLIPLayers = fullTower ? max(resblocks - 1, 0) : resblocks
         if family == .sd2, configFolder != nil, let n = textConfig["num_hidden_layers"]?.nonNegativeInt { openCLIPLayers = n }
-        let layout = LDMLayout(unetLayersPerBlock: layersPerBlock, vaeUpBlocks: vaeUpBlocks, openCLIPLayers: openCLIPLayers)
+        var layout = LDMLayout(unetLayersPerBlock: layersPerBlock, vaeUpBlocks: vaeUpBlocks, openCLIPLayers: openCLIPLayers)
+        if configFolder != nil, let n = textConfig2?["num_hidden_layers"]?.nonNegativeInt { layout.openCLIP2Layers = n }
 
         // Every tensor through the rules; unknown keys are listed, not skipped.
         var weights: [PipelineComponent: [String: Tensor]] = [:]
@@ -149,6 +162,12 @@ public final class SingleFileCheckpoint {
                 ignored += 1
             case let .weight(component, key):
                 weights[component, default: [:]][key] = try file.tensor(name)
+            case let .transposed(component, key):
+                let matrix = try file.tensor(name)
+                guard matrix.rank == 2 else {
+                    throw SingleFileError.inconsistent(file: path, reason: "\(name) has shape \(matrix.shape); expected a matrix")
+                }
+                weights[component, default: [:]][key] = Self.transpose(matrix)
             case let .linearFromConv(component, key):
                 let kernel = try file.tensor(name)
                 let isPointwise = kernel.rank == 4 && kernel.shape[2] == 1 && kernel.shape[3] == 1
@@ -166,13 +185,24 @@ public final class SingleFileCheckpoint {
         if !unknown.isEmpty { throw SingleFileError.unknownKeys(file: path, keys: unknown) }
         ignoredCount = ignored
         let textWeights = weights[.textEncoder] ?? [:], unetWeights = weights[.unet] ?? [:], vaeWeights = weights[.vae] ?? [:]
+        let textWeights2 = weights[.textEncoder2] ?? [:]
 
         var unetConfig = try baseConfig("unet", folderFile: "unet/config.json")
         var vaeConfig = try baseConfig("vae", folderFile: "vae/config.json")
         var scheduler = try baseConfig("scheduler_config", folderFile: "scheduler/scheduler_config.json")
         if configFolder == nil {
             try Self.inferText(&textConfig, from: textWeights, family: family, file: path)
+            if textConfig2 != nil {
+                try Self.inferText(&textConfig2!, from: textWeights2, family: family, file: path)
+                guard let projection = Self.dim(textWeights2["text_projection.weight"], 0), projection > 0 else {
+                    throw SingleFileError.inconsistent(file: path, reason: "the second text encoder has no text_projection")
+                }
+                textConfig2!["projection_dim"] = .int(projection)
+            }
             try Self.inferUNet(&unetConfig, from: unetWeights, layersPerBlock: layersPerBlock, family: family, file: path)
+            if family == .sdxl {
+                try Self.inferAddition(&unetConfig, from: unetWeights, projection: textConfig2?["projection_dim"]?.nonNegativeInt ?? 0, file: path)
+            }
             try Self.inferVAE(&vaeConfig, from: vaeWeights, upBlocks: vaeUpBlocks, file: path)
         }
         let predictionType = try options.predictionType ?? Self.sidecarPredictionType(for: url)
@@ -187,15 +217,20 @@ public final class SingleFileCheckpoint {
         }
 
         textEncoder = ComponentCheckpoint(config: textConfig, weights: textWeights)
+        textEncoder2 = textConfig2.map { ComponentCheckpoint(config: $0, weights: textWeights2) }
         unet = ComponentCheckpoint(config: unetConfig, weights: unetWeights)
         vae = ComponentCheckpoint(config: vaeConfig, weights: vaeWeights)
         self.scheduler = scheduler
         if let configFolder {
             tokenizerDirectory = configFolder.appendingPathComponent("tokenizer")
             vocabularyDirectory = tokenizerDirectory
+            tokenizer2Directory = family == .sdxl ? configFolder.appendingPathComponent("tokenizer_2") : nil
+            vocabulary2Directory = tokenizer2Directory
         } else {
             tokenizerDirectory = try family.tokenizerDirectory()
             vocabularyDirectory = try ModelFamily.vocabularyDirectory()
+            tokenizer2Directory = family == .sdxl ? try family.tokenizerDirectory("tokenizer_2") : nil
+            vocabulary2Directory = vocabularyDirectory
         }
     }
 
@@ -272,9 +307,19 @@ public final class SingleFileCheckpoint {
         config["use_linear_projection"] = .bool(linear)
         config["transformer_layers_per_block"] = Set(depths).count == 1 ? .int(depths[0]) : .ints(depths)
         config["mid_block_type"] = w["mid_block.attentions.0.proj_in.weight"] != nil ? .string("UNetMidBlock2DCrossAttn") : .null
-        if family == .sd2 {  // 64-channel heads (SD1's 8 heads is its config's attention_head_dim: 8)
+        if family != .sd1 {  // 64-channel heads (SD1's 8 heads is its config's attention_head_dim: 8)
             config["attention_head_dim"] = .ints(channels.map { max(1, $0 / 64) })
         }
+    }
+
+    /// SDXL: add_embedding takes [pooled projection, 6 time ids x addition_time_embed_dim].
+    static func inferAddition(_ config: inout JSONConfig, from w: [String: Tensor], projection: Int, file: String) throws {
+        guard let width = dim(w["add_embedding.linear_1.weight"], 1), width > projection,
+              (width - projection) % 6 == 0, ((width - projection) / 6) % 2 == 0 else {
+            throw SingleFileError.inconsistent(file: file, reason: "the UNet's label_emb does not take the pooled projection (\(projection)) and six time ids")
+        }
+        config["projection_class_embeddings_input_dim"] = .int(width)
+        config["addition_time_embed_dim"] = .int((width - projection) / 6)
     }
 
     static func inferVAE(_ config: inout JSONConfig, from w: [String: Tensor], upBlocks: Int, file: String) throws {
@@ -317,6 +362,16 @@ public final class SingleFileCheckpoint {
     static func index(after prefix: String, in key: String) -> Int? {
         guard key.hasPrefix(prefix) else { return nil }
         return Int(key.dropFirst(prefix.count).prefix { $0 != "." })
+    }
+
+    /// The transpose of a matrix, as a new tensor.
+    static func transpose(_ matrix: Tensor) -> Tensor {
+        let (rows, columns) = (matrix.shape[0], matrix.shape[1])
+        let out = Tensor(uninitialized: [columns, rows])
+        for r in 0..<rows {
+            for c in 0..<columns { out.data[c * rows + r] = matrix.data[r * columns + c] }
+        }
+        return out
     }
 
     /// Rows `range` of `tensor` (first axis) as a new tensor.
