@@ -139,6 +139,13 @@ public final class StableDiffusionModel {
         vae = try AutoencoderKL(config: vaeConfig, weights: vaeWeights())
         self.schedulerConfig = schedulerConfig
 
+        // The tokenizers pad to model_max_length: the encoders must have that many positions.
+        for (component, tokenizer, config) in [("text_encoder", tokenizer, textConfig)] + (second.map { [("text_encoder_2", $0.tokenizer, $0.config)] } ?? [])
+            where tokenizer.maxLength > config.maxPositionEmbeddings {
+            throw ModelLoadingError.unsupportedConfig(
+                component: component, field: "max_position_embeddings",
+                value: "\(config.maxPositionEmbeddings) is less than the tokenizer's model_max_length \(tokenizer.maxLength)")
+        }
         // SDXL's context is both encoders' states side by side; its add_embedding takes the pooled
         // projection and six sinusoidal time ids.
         let contextWidth = textConfig.hiddenSize + (second?.config.hiddenSize ?? 0)

@@ -194,6 +194,7 @@ import HotswapCore
             ("model.diffusion_model.input_blocks.0.0.weight", Tensor(zeros: [32, 0, 3, 3])),
             ("first_stage_model.decoder.conv_out.weight", Tensor(zeros: [0, 32, 3, 3])),
             ("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", Tensor(zeros: [32])),
+            ("cond_stage_model.transformer.text_model.embeddings.position_embedding.weight", Tensor(zeros: [10, 64])),
         ]
         for (key, tensor) in edits {
             let url = try Self.variant(of: Self.sd1, in: dir) { $0[key] = tensor }
