@@ -5,7 +5,7 @@ import HotswapModels
 /// `hotswap convert FILE --to DIR`: an original-format single file -> a diffusers folder.
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write an original-format single-file checkpoint (SD1.x/SD2.x .safetensors) as a diffusers folder.")
+        abstract: "Write an original-format single-file checkpoint (SD1.x/SD2.x/SDXL .safetensors) as a diffusers folder.")
 
     @Argument(help: "The single-file checkpoint (.safetensors).") var file: String
     @Option(name: .customLong("to"), help: ArgumentHelp("The folder to create (must not exist).", valueName: "dir"))

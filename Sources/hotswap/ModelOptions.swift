@@ -5,7 +5,7 @@ import HotswapPipeline
 
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp(
-        "A Stable Diffusion model: a folder in diffusers layout, or an original-format single-file checkpoint (.safetensors, SD1.x/SD2.x) (default: the embedded model in Models/)."))
+        "A Stable Diffusion model: a folder in diffusers layout, or an original-format single-file checkpoint (.safetensors, SD1.x/SD2.x/SDXL) (default: the embedded model in Models/)."))
     var model: String?
 
     @Option(name: .long, help: ArgumentHelp(

@@ -16,7 +16,8 @@ import HotswapModels
         let negative_prompt: String?, clip_skip: Int?, image: String
     }
     struct Model: Decodable, Sendable { let path: String, tensors: String, input_ids: [[Int]], unet_timestep: Float, cases: [Case] }
-    struct Manifest: Decodable, Sendable { let prompt: String, models: [String: Model] }
+    struct Turbo: Decodable, Sendable { let path: String, cases: [Case] }
+    struct Manifest: Decodable, Sendable { let prompt: String, models: [String: Model], sd_turbo: Turbo }
 
     struct Item: CustomTestStringConvertible, Sendable {
         let model: String, path: String, prompt: String, c: Case
@@ -72,6 +73,21 @@ import HotswapModels
         #expect(expected.width == image.width && expected.height == image.height)
         let psnr = peakSignalToNoise(image.rgb, expected.rgb)
         #expect(psnr >= 40, "PSNR \(psnr) dB")
+    }
+
+    /// SD-Turbo: the SD2.1 architecture with a trailing-spaced Euler scheduler, 1-2 steps at guidance 0.
+    @Test func sdTurboMatchesDiffusers() throws {
+        let turbo = try #require(Self.manifest?.sd_turbo)
+        let model = try StableDiffusionModel(directory: Fixtures.url(turbo.path))
+        #expect(!model.isXL && model.schedulerConfig.timestepSpacing == "trailing")
+        #expect(turbo.cases.count == 3)
+        for c in turbo.cases {
+            let request = GenerationRequest(prompt: Self.manifest!.prompt, steps: c.steps, guidance: c.guidance, seed: c.seed,
+                                            width: c.width, height: c.height, scheduler: try #require(SchedulerName(rawValue: c.scheduler)))
+            let image = try StableDiffusionPipeline(model: model).generate(request)
+            let psnr = peakSignalToNoise(image.rgb, try PNGReader.read(url: Fixtures.url(c.image)).rgb)
+            #expect(psnr >= 40, "\(c.name): PSNR \(psnr) dB")
+        }
     }
 
     /// An absent negative prompt is zeros (force_zeros_for_empty_prompt), an empty one is the
