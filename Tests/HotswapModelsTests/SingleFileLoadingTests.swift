@@ -174,6 +174,13 @@ import HotswapCore
         let xlPart = try Self.variant(of: Self.sd1, in: dir) { $0["model.diffusion_model.label_emb.0.0.weight"] = Tensor(zeros: [4, 4]) }
         #expect(Self.message { _ = try StableDiffusionModel.load(xlPart) }.contains("add_embedding.linear_1.weight"))
 
+        // Two tensors for one weight: the SD1 text encoder again under SDXL's name.
+        let twice = try Self.variant(of: Self.sd1, in: dir) {
+            $0["conditioner.embedders.0.transformer.text_model.final_layer_norm.weight"] = Tensor(zeros: [64])
+            $0["conditioner.embedders.1.model.ln_final.weight"] = Tensor(zeros: [64])
+        }
+        #expect(Self.message { _ = try SingleFileCheckpoint(url: twice) }.contains("are both text_encoder.text_model.final_layer_norm.weight"))
+
         let missing = try Self.variant(of: Self.sd1, in: dir) { $0["model.diffusion_model.out.2.bias"] = nil }
         let m = Self.message { _ = try StableDiffusionModel.load(missing) }
         #expect(m.contains("conv_out.bias"), "\(m)")

@@ -151,12 +151,31 @@ public final class SingleFileCheckpoint {
         var layout = LDMLayout(unetLayersPerBlock: layersPerBlock, vaeUpBlocks: vaeUpBlocks, openCLIPLayers: openCLIPLayers)
         if configFolder != nil, let n = textConfig2?["num_hidden_layers"]?.nonNegativeInt { layout.openCLIP2Layers = n }
 
-        // Every tensor through the rules; unknown keys are listed, not skipped.
-        var weights: [PipelineComponent: [String: Tensor]] = [:]
+        // Every tensor through the rules; unknown keys are listed, not skipped, and two tensors for
+        // one weight (e.g. SD1's and SDXL's text encoder in one file) are an error, not a silent pick.
+        var targets: [(name: String, target: LDMTarget)] = []
         var unknown: [String] = []
-        var ignored = 0
+        var claimed: [String: String] = [:]
         for name in names {
             guard let target = LDMKeyMap.target(of: name, layout: layout) else { unknown.append(name); continue }
+            let destinations: [String]
+            switch target {
+            case .ignored: destinations = []
+            case let .weight(c, key), let .transposed(c, key), let .linearFromConv(c, key): destinations = ["\(c.rawValue).\(key)"]
+            case let .fusedQKV(c, prefix, suffix): destinations = ["q_proj", "k_proj", "v_proj"].map { "\(c.rawValue).\(prefix).\($0).\(suffix)" }
+            }
+            for destination in destinations {
+                if let other = claimed[destination] {
+                    throw SingleFileError.inconsistent(file: path, reason: "\(other) and \(name) are both \(destination)")
+                }
+                claimed[destination] = name
+            }
+            targets.append((name, target))
+        }
+        if !unknown.isEmpty { throw SingleFileError.unknownKeys(file: path, keys: unknown) }
+        var weights: [PipelineComponent: [String: Tensor]] = [:]
+        var ignored = 0
+        for (name, target) in targets {
             switch target {
             case .ignored:
                 ignored += 1
@@ -182,7 +201,6 @@ public final class SingleFileCheckpoint {
                 }
             }
         }
-        if !unknown.isEmpty { throw SingleFileError.unknownKeys(file: path, keys: unknown) }
         ignoredCount = ignored
         let textWeights = weights[.textEncoder] ?? [:], unetWeights = weights[.unet] ?? [:], vaeWeights = weights[.vae] ?? [:]
         let textWeights2 = weights[.textEncoder2] ?? [:]
