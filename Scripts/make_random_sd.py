@@ -111,13 +111,6 @@ SDXL = {
     "pad_token_2": "!",
     "legacy_position_ids": False,
 }
-SDXL_SCHEDULER = {
-    "_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.19.0.dev0", "beta_end": 0.012,
-    "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": False, "interpolation_type": "linear",
-    "num_train_timesteps": 1000, "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": False,
-    "skip_prk_steps": True, "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None,
-    "use_karras_sigmas": False,
-}
 
 
 def random_fill_(module: torch.nn.Module, generator: torch.Generator) -> None:
@@ -152,6 +145,7 @@ def build(out_dir: Path, variant: str, dtype: torch.dtype, seed: int = 0) -> Non
     from build_clip_tokenizer import build as build_tokenizer
     from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from fixtures.models import SD15_SCHEDULER, SD21_SCHEDULER, legacy_text_encoder
+    from fixtures.sdxl import XL_SCHEDULER as SDXL_SCHEDULER
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     spec = {"sd15": SD15, "sd21": SD21, "sdxl": SDXL}[variant]
