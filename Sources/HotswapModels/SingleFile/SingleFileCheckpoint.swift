@@ -382,13 +382,11 @@ public final class SingleFileCheckpoint {
         return Int(key.dropFirst(prefix.count).prefix { $0 != "." })
     }
 
-    /// The transpose of a matrix, as a new tensor.
+    /// The transpose of a matrix, as a new tensor (HotswapCore's tiled `Layout.transpose`).
     static func transpose(_ matrix: Tensor) -> Tensor {
         let (rows, columns) = (matrix.shape[0], matrix.shape[1])
         let out = Tensor(uninitialized: [columns, rows])
-        for r in 0..<rows {
-            for c in 0..<columns { out.data[c * rows + r] = matrix.data[r * columns + c] }
-        }
+        Layout.transpose(matrix.data, rows: rows, columns: columns, into: out.data)
         return out
     }
 
