@@ -15,7 +15,7 @@ ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,te
                                 encoder_hidden_states [B,77,cross_attention_dim] (768 for SD1.5)
   vae<S>, vae<W>x<H>            VAE decode of a latent [1,4,H/8,W/8] to a WxH image
   text, textb<B>                text encoder forward on B (default 2) prompts of 77 tokens
-  e2e<S>, e2e<W>x<H>            end to end: one image, prompt E2E_PROMPT, 20 steps euler-a (Euler ancestral),
+  e2e<S>, e2e<W>x<H>[s<N>]      end to end: one image, prompt E2E_PROMPT, 20 (or N) steps euler-a (Euler ancestral),
                                 guidance 7 (CFG batch 2), seed 1: text encoder + denoising loop + VAE decode,
                                 model loading excluded. diffusers: pipe(...) with EulerAncestralDiscreteScheduler
                                 after one untimed 1-step call; hotswap: one `BIN render` process (cold: its first
@@ -33,6 +33,11 @@ ROWS (comma-separated; default unet512b1,unet512b2,unet256b1,unet256b2,vae512,te
 
 diffusers side: torch.set_num_threads(T) (default 2), torch.inference_mode(), WARMUP untimed runs
 (default 1), then RUNS timed runs (default 3); reports median and min wall-clock seconds.
+
+OpenVINO side (with --openvino f32[,bf16]; unet, vae and text rows): diffusers' modules converted once with
+openvino.convert_model and kept under --openvino-cache, then per row reshaped to static shapes and compiled
+with {"INFERENCE_PRECISION_HINT": P, "INFERENCE_NUM_THREADS": T}; timed like the diffusers side, right
+after it in the same process; the JSON records the precision the plugin actually chose.
 
 Hotswap side (with --hotswap BIN), one process per row, run after the diffusers row:
   BIN bench unet --model DIR --width W --height H --batch B --runs N
@@ -77,15 +82,16 @@ def parse_row(row: str) -> dict:
     m = re.fullmatch(r"text(?:b(\d+))?", row)
     if m:
         return {"row": row, "kind": "text", "batch": int(m.group(1) or 2)}
-    m = re.fullmatch(r"e2e(\d+)(?:x(\d+))?", row)
+    m = re.fullmatch(r"e2e(\d+)(?:x(\d+))?(?:s(\d+))?", row)
     if m:
         w = int(m.group(1))
-        return {"row": row, "kind": "e2e", "width": w, "height": int(m.group(2) or w), "steps": 20, "guidance": 7.0}
+        return {"row": row, "kind": "e2e", "width": w, "height": int(m.group(2) or w), "steps": int(m.group(3) or 20),
+                "guidance": 7.0}
     if row == "load":
         return {"row": row, "kind": "load"}
     if row == "swap":
         return {"row": row, "kind": "swap"}
-    raise SystemExit(f"unknown row {row!r} (expected unet<S>b<B>, unet<W>x<H>b<B>, vae<S>, vae<W>x<H>, text, textb<B>, load, e2e<S>, e2e<W>x<H>)")
+    raise SystemExit(f"unknown row {row!r} (expected unet<S>b<B>, unet<W>x<H>b<B>, vae<S>, vae<W>x<H>, text, textb<B>, load, e2e<S>, e2e<W>x<H>[s<N>])")
 
 
 def describe(spec: dict, cross_dim) -> str:
@@ -123,10 +129,18 @@ def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
         env.setdefault(var, str(threads))
     log("  hotswap: " + " ".join(argv))
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return {"error": f"{type(e).__name__}: {e}"}
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = os.path.join(tmp, "rss")  # peak RSS of the hotswap process alone (see run_hotswap_render)
+        wrapper = ["/usr/bin/time", "-f", "%M", "-o", rss_file] if os.path.exists("/usr/bin/time") else []
+        try:
+            proc = subprocess.run(wrapper + argv, capture_output=True, text=True, env=env, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return {"error": f"{type(e).__name__}: {e}"}
+        try:
+            peak_kb = int(Path(rss_file).read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            peak_kb = None
     result = None
     for line in reversed(proc.stdout.splitlines()):
         line = line.strip()
@@ -142,6 +156,8 @@ def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
     if proc.returncode != 0 or result is None or "seconds_median" not in result or "seconds_min" not in result:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"exit {proc.returncode}, no JSON with seconds_median/seconds_min; " + " | ".join(tail)}
+    if peak_kb:
+        result["hotswap_peak_rss_gb"] = peak_kb / 2**20
     return result
 
 
@@ -207,6 +223,16 @@ class Diffusers:
             log(f"  loading {self.model}")
             self.pipe = self.load()
         return self.pipe
+
+    def release(self):
+        """Frees the pipeline's weights (and hands the freed heap back to the OS) before a hotswap row."""
+        self.pipe = None
+        gc.collect()
+        try:
+            import ctypes
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
     def cross_dim(self):
         try:
@@ -303,6 +329,97 @@ class Diffusers:
         raise AssertionError(k)
 
 
+def peak_rss_gb() -> float:
+    """This (diffusers) process's peak RSS so far; monotone over the rows."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class OpenVINO:
+    """The OpenVINO runtime, the fastest CPU peer: diffusers' own modules converted with
+    openvino.convert_model (the converter optimum-cli export openvino calls), saved once under CACHE,
+    then per row read, reshaped to the row's static shapes (OpenVINO's best case) and compiled for the
+    CPU with INFERENCE_PRECISION_HINT = f32 or bf16 and INFERENCE_NUM_THREADS = threads."""
+
+    def __init__(self, diffusers: "Diffusers", cache: Path, threads: int):
+        import openvino as ov
+        self.ov, self.core, self.diffusers, self.cache, self.threads = ov, ov.Core(), diffusers, cache, threads
+        cache.mkdir(parents=True, exist_ok=True)
+
+    def model(self, component: str):
+        """The component's OpenVINO IR: converted from diffusers' module on first use, then read from CACHE."""
+        import torch
+        xml = self.cache / f"{component}.xml"
+        if not xml.exists():
+            log(f"  openvino: converting {component} -> {xml}")
+            pipe = self.diffusers.pipeline()
+            g = torch.Generator("cpu").manual_seed(0)
+
+            class Wrap(torch.nn.Module):
+                def __init__(self, fn):
+                    super().__init__()
+                    self.fn = fn
+
+                def forward(self, *args):
+                    return self.fn(*args)
+            if component == "unet":
+                unet = pipe.unet
+                example = (torch.randn(1, unet.config.in_channels, 32, 32, generator=g), torch.tensor(500.0),
+                           torch.randn(1, 77, unet.config.cross_attention_dim, generator=g))
+                module = Wrap(lambda x, t, c: unet(x, t, encoder_hidden_states=c, return_dict=False)[0])
+                module.unet = unet
+            elif component == "vae_decoder":
+                vae = pipe.vae
+                example = (torch.randn(1, vae.config.latent_channels, 32, 32, generator=g),)
+                module = Wrap(lambda z: vae.decode(z, return_dict=False)[0])
+                module.vae = vae
+            else:
+                te = pipe.text_encoder
+                example = (torch.ones(2, 77, dtype=torch.int64),)
+                module = Wrap(lambda ids: te(ids, return_dict=False)[0])
+                module.te = te
+            with torch.no_grad():
+                converted = self.ov.convert_model(module, example_input=example)
+            self.ov.save_model(converted, str(xml), compress_to_fp16=False)
+            del converted
+            gc.collect()
+        return self.core.read_model(str(xml))
+
+    def bench(self, spec: dict, runs: int, warmup: int, precision: str) -> dict:
+        import numpy as np
+        k = spec["kind"]
+        rng = np.random.default_rng(0)
+
+        def config(component):
+            return json.loads((self.diffusers.model / component / "config.json").read_text())
+        if k == "unet":
+            model = self.model("unet")
+            b, h, w = spec["batch"], spec["height"] // 8, spec["width"] // 8
+            unet = config("unet")
+            shapes = [[b, unet["in_channels"], h, w], [], [b, 77, unet["cross_attention_dim"]]]
+            inputs = [rng.standard_normal(shapes[0], dtype=np.float32), np.array(500.0, dtype=np.float32),
+                      rng.standard_normal(shapes[2], dtype=np.float32)]
+        elif k == "vae":
+            model = self.model("vae_decoder")
+            shapes = [[1, config("vae")["latent_channels"], spec["height"] // 8, spec["width"] // 8]]
+            inputs = [rng.standard_normal(shapes[0], dtype=np.float32)]
+        elif k == "text":
+            model = self.model("text_encoder")
+            shapes = [[spec["batch"], 77]]
+            inputs = [np.ones(shapes[0], dtype=np.int64)]
+        else:
+            return {"error": f"no OpenVINO row for {k}"}
+        model.reshape({port: self.ov.PartialShape(shape) for port, shape in zip(model.inputs, shapes)})
+        compiled = self.core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision,
+                                                          "INFERENCE_NUM_THREADS": self.threads})
+        request = compiled.create_infer_request()
+        result = timed(lambda: request.infer(inputs), runs, warmup)
+        result["inference_precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        del request, compiled
+        gc.collect()
+        return result
+
+
 def fmt(x) -> str:
     return f"{x:.3f}" if isinstance(x, (int, float)) else "-"
 
@@ -319,6 +436,15 @@ def main() -> int:
     parser.add_argument("--no-diffusers", action="store_true", help="only run the hotswap side")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--adapter", action="append", default=[], help="LoRA file for the swap row (repeat: two)")
+    parser.add_argument("--openvino", default="",
+                        help="comma-separated OpenVINO precisions to time too, e.g. f32,bf16 (unet, vae and text rows; "
+                             "needs `pip install openvino`)")
+    parser.add_argument("--openvino-cache", type=Path, default=None,
+                        help="where the converted OpenVINO IR is kept (default /tmp/hotswap-openvino/<model folder name>)")
+    parser.add_argument("--release-diffusers", action="store_true",
+                        help="drop diffusers' pipeline before each hotswap row (reloaded for the next diffusers row), "
+                             "so only one copy of the weights is resident: on by default for SDXL folders, whose F32 "
+                             "weights (~14 GB) fit 24 GB once, not twice")
     args = parser.parse_args()
 
     if not (args.model / "model_index.json").exists():
@@ -350,7 +476,17 @@ def main() -> int:
     if args.hotswap:
         info["hotswap"] = args.hotswap
 
+    precisions = [p.strip() for p in args.openvino.split(",") if p.strip()]
+    openvino = None
+    if precisions:
+        if bench is None:
+            raise SystemExit("--openvino needs the diffusers side (it converts diffusers' modules)")
+        import openvino as ov
+        info["openvino"] = ov.get_version()
+        openvino = OpenVINO(bench, args.openvino_cache or Path("/tmp/hotswap-openvino") / args.model.resolve().name,
+                            args.threads)
     cross_dim = Diffusers(args.model).cross_dim()
+    release = args.release_diffusers or (args.model / "text_encoder_2" / "config.json").exists()
     results = []
     for spec in specs:
         row = {"row": spec["row"], "description": describe(spec, cross_dim),
@@ -360,6 +496,18 @@ def main() -> int:
             row["diffusers"] = (bench.swap(args.adapter, args.runs, args.warmup) if spec["kind"] == "swap"
                                 else bench.bench(spec, args.runs, args.warmup))
             log(f"  diffusers: median {row['diffusers']['seconds_median']:.3f}s min {row['diffusers']['seconds_min']:.3f}s")
+        for precision in precisions if spec["kind"] in ("unet", "vae", "text") else []:
+            try:
+                result = openvino.bench(spec, args.runs, args.warmup, precision)
+            except Exception as e:  # reported in the row, like a failing hotswap row
+                result = {"error": f"{type(e).__name__}: {e}"}
+            row[f"openvino_{precision}"] = result
+            log(f"  openvino {precision}: " + (result["error"] if "error" in result else
+                f"median {result['seconds_median']:.3f}s min {result['seconds_min']:.3f}s ({result['inference_precision']})"))
+        if bench is not None:
+            row["diffusers"]["diffusers_process_peak_rss_gb"] = peak_rss_gb()
+        if args.hotswap and bench is not None and release:
+            bench.release()
         if args.hotswap:
             if spec["kind"] == "e2e":
                 row["hotswap"] = run_hotswap_render(args.hotswap, args.model, spec, args.threads, args.hotswap_timeout)
@@ -374,6 +522,10 @@ def main() -> int:
         if d and h and "error" not in h:
             row["ratio_median"] = h["seconds_median"] / d["seconds_median"]
             row["ratio_min"] = h["seconds_min"] / d["seconds_min"]
+        for precision in precisions:
+            o = row.get(f"openvino_{precision}")
+            if o and "error" not in o and h and "error" not in h:
+                row[f"ratio_vs_openvino_{precision}"] = h["seconds_median"] / o["seconds_median"]
         results.append(row)
 
     if args.json:
@@ -381,22 +533,26 @@ def main() -> int:
         return 0
 
     header = ["row", "workload", "diffusers med", "diffusers min", "hotswap med", "hotswap min", "ratio med", "ratio min"]
+    header += [f"openvino {p} med" for p in precisions] + [f"hotswap/openvino {p}" for p in precisions]
     table = []
     for r in results:
         d, h = r.get("diffusers") or {}, r.get("hotswap") or {}
         table.append([r["row"], r["description"], fmt(d.get("seconds_median")), fmt(d.get("seconds_min")),
                       "error" if "error" in h else fmt(h.get("seconds_median")), fmt(h.get("seconds_min")),
-                      fmt(r.get("ratio_median")), fmt(r.get("ratio_min"))])
+                      fmt(r.get("ratio_median")), fmt(r.get("ratio_min"))]
+                     + [fmt((r.get(f"openvino_{p}") or {}).get("seconds_median")) for p in precisions]
+                     + [fmt(r.get(f"ratio_vs_openvino_{p}")) for p in precisions])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
     print(f"model {args.model}, {args.threads} threads, {args.runs} timed run(s) after {args.warmup} warm-up; "
-          "seconds; ratio = hotswap / diffusers (< 1: hotswap faster)")
+          "seconds; ratio = hotswap / diffusers (< 1: hotswap faster)"
+          + (f"; OpenVINO {info['openvino']}" if precisions else ""))
     for i, line in enumerate([header] + table):
         print("  ".join(str(x).ljust(w) if j < 2 else str(x).rjust(w) for j, (x, w) in enumerate(zip(line, widths))))
         if i == 0:
             print("  ".join("-" * w for w in widths))
     for r in results:
         for side in ("diffusers", "hotswap"):
-            for key in ("hotswap_peak_rss_gb", "diffusers_process_peak_rss_gb"):
+            for key in ("hotswap_peak_rss_gb", "diffusers_process_peak_rss_gb"):  # peak RSS, GiB
                 if (r.get(side) or {}).get(key) is not None:
                     print(f"{r['row']}: {key} {r[side][key]:.2f}")
         if "error" in (r.get("hotswap") or {}):

@@ -27,8 +27,12 @@ def bytes_to_unicode():
 
 
 def build(out_dir: Path, pad_token: str) -> None:
-    import open_clip
-    bpe_path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    # Found without importing open_clip: its __init__ imports torchvision, which the file does not need.
+    import importlib.util
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("open-clip-torch is not installed (pip install open-clip-torch): it ships the CLIP BPE file")
+    bpe_path = Path(list(spec.submodule_search_locations)[0]) / "bpe_simple_vocab_16e6.txt.gz"
     lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
     vocab = list(bytes_to_unicode().values())

@@ -7,6 +7,7 @@
     ret name##_avx512 params; ret name##_avx2 params; ret name##_baseline params;
 DECLARE(void, hs_exp, (float *x, ptrdiff_t n))
 DECLARE(void, hs_silu, (float *x, ptrdiff_t n))
+DECLARE(void, hs_add_stream, (const float *base, const float *delta, float *out, ptrdiff_t n))
 DECLARE(void, hs_quick_gelu, (float *x, ptrdiff_t n))
 DECLARE(void, hs_gelu, (float *x, ptrdiff_t n))
 DECLARE(void, hs_gelu_tanh, (float *x, ptrdiff_t n))
@@ -55,6 +56,9 @@ int hs_isa_level(void) { return isa_level(); }
 
 void hs_exp(float *x, ptrdiff_t n) { DISPATCH(hs_exp, (x, n)) }
 void hs_silu(float *x, ptrdiff_t n) { DISPATCH(hs_silu, (x, n)) }
+void hs_add_stream(const float *base, const float *delta, float *out, ptrdiff_t n) {
+    DISPATCH(hs_add_stream, (base, delta, out, n))
+}
 void hs_quick_gelu(float *x, ptrdiff_t n) { DISPATCH(hs_quick_gelu, (x, n)) }
 void hs_gelu(float *x, ptrdiff_t n) { DISPATCH(hs_gelu, (x, n)) }
 void hs_gelu_tanh(float *x, ptrdiff_t n) { DISPATCH(hs_gelu_tanh, (x, n)) }

@@ -1,9 +1,17 @@
+import CKernels
 /// Simple elementwise kernels on contiguous floats.
 public enum Elementwise {
     /// y += x
     @inline(__always)
     public static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { y[i] += x[i] }
+    }
+
+    /// out = base + delta (nil: a copy of base), `out` written with streaming stores that bypass the
+    /// cache: for large results nobody reads soon (fused LoRA weights).
+    public static func addStreaming(_ base: UnsafePointer<Float>, _ delta: UnsafePointer<Float>?,
+                                    into out: UnsafeMutablePointer<Float>, count: Int) {
+        hs_add_stream(base, delta, out, count)
     }
 
     /// x *= scale

@@ -40,17 +40,15 @@ public final class TensorStorage: @unchecked Sendable {
     /// Takes the pages that lie wholly inside this storage out of the process (MADV_DONTNEED) when it
     /// borrows from a `FileBackedMemory` owner; a later read maps them back from the page cache, with
     /// the same contents. For weights whose working copy lives elsewhere (Conv2d's Winograd-domain
-    /// weights), so they do not sit in resident memory twice. Anything else: nothing happens.
+    /// weights, a LoRA's fused copy), so they do not sit in resident memory twice. Anything else:
+    /// nothing happens.
     public func releaseResidentPages() {
-        #if os(Linux)
-        guard owner is FileBackedMemory else { return }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (Int(bitPattern: pointer) + page - 1) / page * page
-        let end = (Int(bitPattern: pointer) + count * MemoryLayout<Float>.stride) / page * page
-        guard end > start else { return }
-        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
-        #endif
+        guard isFileBacked else { return }
+        ResidentMemory.releasePages(pointer, byteCount: count * MemoryLayout<Float>.stride)
     }
+
+    /// Whether this storage borrows a read-only file mapping (its pages can be dropped and read back).
+    public var isFileBacked: Bool { owner is FileBackedMemory }
 }
 
 /// An owner of memory that mirrors a file and is only ever read (a private file mapping nobody

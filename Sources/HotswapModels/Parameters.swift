@@ -64,6 +64,8 @@ public struct ModulePath: Sendable, CustomStringConvertible {
     public init(_ components: [String] = []) { self.components = components }
     public func callAsFunction(_ child: String) -> ModulePath { ModulePath(components + [child]) }
     public func callAsFunction(_ child: String, _ index: Int) -> ModulePath { ModulePath(components + [child, String(index)]) }
+    /// An item of an nn.Sequential: "layers.3".
+    public func callAsFunction(_ index: Int) -> ModulePath { ModulePath(components + [String(index)]) }
     public var description: String { components.joined(separator: ".") }
     public func parameter(_ name: String) -> String { (components + [name]).joined(separator: ".") }
 }

@@ -15,6 +15,8 @@ public final class StableDiffusionModel {
     public let textEncoder: CLIPTextModel
     public let unet: UNet2DConditionModel
     public let vae: AutoencoderKL
+    /// What images are decoded with: `vae`, unless `useDecoder` installed a stand-in (TAESD).
+    public private(set) var decoder: any LatentDecoder
     public let schedulerConfig: SchedulerConfig
     /// SDXL's second text encoder (CLIPTextModelWithProjection) and its tokenizer; nil for SD1.x/2.x.
     public let secondText: (tokenizer: CLIPTokenizer, encoder: CLIPTextModel)?
@@ -102,13 +104,19 @@ public final class StableDiffusionModel {
             schedulerConfig: decode(SchedulerConfig.self, checkpoint.scheduler, "scheduler"))
     }
 
-    /// A diffusers folder or, for a `.safetensors` file, a single-file checkpoint.
-    public static func load(_ url: URL, singleFile options: SingleFileOptions = .init()) throws -> StableDiffusionModel {
+    /// A diffusers folder or, for a `.safetensors` file, a single-file checkpoint; decoding with the
+    /// TAESD at `vaeDecoder` (a folder or a decoder file) when one is given.
+    public static func load(_ url: URL, singleFile options: SingleFileOptions = .init(),
+                            vaeDecoder: URL? = nil) throws -> StableDiffusionModel {
         var isDirectory: ObjCBool = false
+        let model: StableDiffusionModel
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            return try StableDiffusionModel(checkpoint: SingleFileCheckpoint(url: url, options: options))
+            model = try StableDiffusionModel(checkpoint: SingleFileCheckpoint(url: url, options: options))
+        } else {
+            model = try StableDiffusionModel(directory: url)
         }
-        return try StableDiffusionModel(directory: url)
+        if let vaeDecoder { try model.useDecoder(AutoencoderTiny.load(vaeDecoder)) }
+        return model
     }
 
     /// Builds every component (weights are fetched once each, when its config is known to be valid)
@@ -137,6 +145,7 @@ public final class StableDiffusionModel {
         self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
         unet = try UNet2DConditionModel(config: unetConfig, weights: unetWeights())
         vae = try AutoencoderKL(config: vaeConfig, weights: vaeWeights())
+        decoder = vae
         self.schedulerConfig = schedulerConfig
 
         // The tokenizers pad to model_max_length: the encoders must have that many positions.
@@ -170,6 +179,18 @@ public final class StableDiffusionModel {
                 component: "unet", field: "in_channels",
                 value: "\(unetConfig.inChannels) does not match the VAE's latent_channels \(vaeConfig.latentChannels)")
         }
+    }
+
+    /// Decodes images with `tiny` (TAESD) instead of the VAE, as diffusers' pipelines do when given
+    /// `vae=AutoencoderTiny...`; call before the model is shared. Its latent channels and upscaling
+    /// must be the VAE's.
+    public func useDecoder(_ tiny: AutoencoderTiny) throws {
+        guard tiny.latentChannels == vae.config.latentChannels, tiny.upscale == vaeScaleFactor else {
+            throw ModelLoadingError.unsupportedConfig(
+                component: "vae decoder", field: tiny.url.lastPathComponent,
+                value: "decodes \(tiny.latentChannels)-channel latents \(tiny.upscale)x, but this model's VAE decodes \(vae.config.latentChannels)-channel latents \(vaeScaleFactor)x")
+        }
+        decoder = tiny
     }
 
     /// diffusers' vae_scale_factor: 2^(len(vae.block_out_channels) - 1).

@@ -63,13 +63,14 @@ public final class Renderer: @unchecked Sendable {
     /// Loads the base model (timed, with the page cache probed first), loads `preload` into the
     /// adapter cache and, with `warmupSteps`, runs one warm-up generation: the warm-up record.
     /// `modelDirectory`: a diffusers folder or a single-file checkpoint (read with `singleFile`).
-    public static func load(modelDirectory: URL, singleFile: SingleFileOptions = .init(), adapters options: AdapterOptions,
+    public static func load(modelDirectory: URL, singleFile: SingleFileOptions = .init(), vaeDecoder: URL? = nil,
+                            adapters options: AdapterOptions,
                             limits: RequestLimits = .cli, preload: [String]? = nil,
                             warmupSteps: Int? = nil) throws -> (Renderer, WarmupRecord) {
         let startedAt = Date()
         let pageCache = PageCache.label(model: modelDirectory)
         let load = Stopwatch()
-        let model = try StableDiffusionModel.load(modelDirectory, singleFile: singleFile)
+        let model = try StableDiffusionModel.load(modelDirectory, singleFile: singleFile, vaeDecoder: vaeDecoder)
         let weightsLoadMs = load.elapsedMs
         let manager = AdapterManager(model: model, adaptersDirectory: options.directory, cacheLimitBytes: options.cacheLimitBytes,
                                      mode: options.mode, alphaConvention: options.alphaConvention, allowsPaths: options.allowsPaths)
@@ -127,6 +128,7 @@ public final class Renderer: @unchecked Sendable {
             width: image.width, height: image.height, modelName: model.name, clipSkip: request.clipSkip.map { $0 + 1 },
             loraHashes: adapters.loraHashes(),
             extraParameters: [("Model family", model.familyLabel)]
+                + ((model.decoder as? AutoencoderTiny).map { [("VAE", $0.name)] } ?? [])
                 + (request.adapters.isEmpty ? [] : [("Adapters", request.adapters.map(\.displayDescription).joined(separator: " "))]))
         let png = try PNGWriter.encode(rgb: image.rgb, width: image.width, height: image.height,
                                        text: [(key: "parameters", value: infotext.text)])

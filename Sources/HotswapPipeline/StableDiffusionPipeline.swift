@@ -118,7 +118,7 @@ public final class StableDiffusionPipeline {
         // no use to the next request's UNet: hand both back so they do not add up in peak memory
         // (at 512x512 the two sets are ~1 GB each).
         BufferPool.drain()
-        let decoded = model.vae.decode(latents * (1 / model.vae.config.scalingFactor))
+        let decoded = model.decoder.decode(latents * (1 / model.decoder.scalingFactor))
         let rgb = try Self.toRGB8(decoded)
         BufferPool.drain()
         timings.decodeMs = start.elapsedMs

@@ -8,6 +8,8 @@ import HotswapStore
 public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     public let modelDirectory: URL
     public let singleFile: SingleFileOptions
+    /// A TAESD to decode with instead of the model's VAE (nil: the VAE).
+    public let vaeDecoder: URL?
     public let adapterOptions: Renderer.AdapterOptions
     public let limits: RequestLimits
     /// Steps of the warm-up pass (at the model's default size, with guidance, as a real request).
@@ -18,10 +20,11 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
 
     /// Adapters are only ever `<adaptersDirectory>/<name>.safetensors` (never a path).
     /// `modelDirectory`: a diffusers folder or a single-file checkpoint (read with `singleFile`).
-    public init(modelDirectory: URL, singleFile: SingleFileOptions = .init(), adaptersDirectory: URL,
+    public init(modelDirectory: URL, singleFile: SingleFileOptions = .init(), vaeDecoder: URL? = nil, adaptersDirectory: URL,
                 cacheLimitBytes: Int = 2 << 30, mode: LoRAMode = .fuse, limits: RequestLimits, warmupSteps: Int = 1) {
         self.modelDirectory = modelDirectory
         self.singleFile = singleFile
+        self.vaeDecoder = vaeDecoder
         adapterOptions = Renderer.AdapterOptions(directory: adaptersDirectory, allowsPaths: false,
                                                  cacheLimitBytes: cacheLimitBytes, mode: mode)
         self.limits = limits
@@ -31,7 +34,8 @@ public final class PipelineGenerator: ImageGenerating, @unchecked Sendable {
     var adaptersDirectory: URL { adapterOptions.directory! }
 
     public func warmUp(preload: [String]) throws -> WarmupRecord {
-        let (renderer, record) = try Renderer.load(modelDirectory: modelDirectory, singleFile: singleFile, adapters: adapterOptions, limits: limits,
+        let (renderer, record) = try Renderer.load(modelDirectory: modelDirectory, singleFile: singleFile, vaeDecoder: vaeDecoder,
+                                                   adapters: adapterOptions, limits: limits,
                                                    preload: preload, warmupSteps: warmupSteps)
         lock.withLock { self.renderer = renderer }
         return record

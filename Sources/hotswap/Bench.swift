@@ -44,6 +44,7 @@ struct BenchOptions: ParsableArguments {
             "blas_threads": BLAS.threadCount,
             "fresh_activation_buffers_in_timed_runs": freshBuffers,
         ]
+        if let peak = ResidentMemory.peakBytes() { result["peak_rss_gb"] = Double(peak) / Double(1 << 30) }
         result.merge(extra) { $1 }
         if OpProfile.enabled { result["profile_total_over_runs"] = OpProfile.summary() }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
@@ -84,7 +85,7 @@ struct UNetBench: ParsableCommand {
 }
 
 struct VAEBench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "vae", abstract: "VAE decode.")
+    static let configuration = CommandConfiguration(commandName: "vae", abstract: "VAE decode (the --vae-decoder's, when given).")
     @OptionGroup var options: BenchOptions
     @Option var width: Int = 512
     @Option var height: Int = 512
@@ -94,9 +95,10 @@ struct VAEBench: ParsableCommand {
         let model = try options.modelOptions.load()
         let load = Date().timeIntervalSince(start)
         let scale = model.vaeScaleFactor
-        let latents = benchInput([1, model.vae.config.latentChannels, height / scale, width / scale])
-        try options.measure("vae", extra: ["width": width, "height": height], loadSeconds: load) {
-            _ = model.vae.decode(latents)
+        let latents = benchInput([1, model.decoder.latentChannels, height / scale, width / scale])
+        let decoder = (model.decoder as? AutoencoderTiny).map { "AutoencoderTiny \($0.name)" } ?? "AutoencoderKL"
+        try options.measure("vae", extra: ["width": width, "height": height, "decoder": decoder], loadSeconds: load) {
+            _ = model.decoder.decode(latents)
         }
     }
 }

@@ -62,21 +62,24 @@ struct SwapBench: ParsableCommand {
             apply.append(report.applyMs)
         }
         let layers = try swap(specs[0]).layers
+        // Before the copy-floor measure, whose scratch copy of every fused layer is not the service's memory.
+        let peakBytes = ResidentMemory.peakBytes()
         let copyFloor = mode == .fuse ? manager.measureCopyFloor(rounds: rounds) : 0
         func median(_ xs: [Double]) -> Double {
             let s = xs.sorted()
             return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         }
-        let result: [String: Any] = [
+        var result: [String: Any] = [
             "bench": "swap", "model": model.name, "mode": mode.rawValue, "adapters": specs.map(\.description),
             "rounds": rounds, "layers": layers,
             "cold_ms": median(cold), "cold_load_ms": median(coldLoad), "cold_apply_ms": median(coldApply),
             "hit_ms": median(hit), "unload_ms": median(unload), "apply_ms": median(apply),
             "hit_ms_min": hit.min()!, "cold_ms_min": cold.min()!, "copy_floor_ms": copyFloor,
-            "load_seconds": loadSeconds, 
+            "load_seconds": loadSeconds,
             "blas_core": BLAS.coreName, "blas_core_selected_by": BLASCoreSelection.outcome.selectedBy,
             "blas_core_detected": BLASCoreSelection.outcome.detected ?? BLAS.coreName, "cores": ProcessInfo.processInfo.activeProcessorCount,
         ]
+        if let peakBytes { result["peak_rss_gb"] = Double(peakBytes) / Double(1 << 30) }
         let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }

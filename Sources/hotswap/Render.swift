@@ -78,7 +78,8 @@ struct Render: ParsableCommand {
             allowsPaths: true, mode: mode, alphaConvention: alphaConvention)
         let renderer: Renderer
         do {
-            let (loaded, warmup) = try Renderer.load(modelDirectory: modelURL, singleFile: modelOptions.singleFileOptions, adapters: options)
+            let (loaded, warmup) = try Renderer.load(modelDirectory: modelURL, singleFile: modelOptions.singleFileOptions,
+                                                     vaeDecoder: modelOptions.vaeDecoderURL, adapters: options)
             renderer = loaded
             try store?.recordWarmup(warmup)
         } catch {

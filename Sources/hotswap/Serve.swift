@@ -89,7 +89,8 @@ struct Serve: AsyncParsableCommand {
         } catch {
             throw CLIError("cannot open the timing database \(db): \(error)")
         }
-        let generator = PipelineGenerator(modelDirectory: modelURL, singleFile: modelOptions.singleFileOptions, adaptersDirectory: adaptersURL,
+        let generator = PipelineGenerator(modelDirectory: modelURL, singleFile: modelOptions.singleFileOptions,
+                                          vaeDecoder: modelOptions.vaeDecoderURL, adaptersDirectory: adaptersURL,
                                           cacheLimitBytes: cacheMb * 1024 * 1024,
                                           mode: LoRAMode(rawValue: loraMode) ?? .fuse, limits: limits, warmupSteps: warmupSteps)
         let service = ImageService(configuration: configuration, generator: generator, store: store, logger: logger)

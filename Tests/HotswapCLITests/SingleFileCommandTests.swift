@@ -66,6 +66,24 @@ import HotswapPipeline
         #expect(bytes.contains { String(decoding: $0, as: UTF8.self).contains("SDXL") })
     }
 
+    /// `--vae-decoder`: a TAESD decodes the image and the infotext names it (A1111's "VAE" field); one
+    /// made for another latent scale is a one-line error and writes nothing.
+    @Test func rendersWithATAESDDecoder() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("taesd.png"), bad = dir.appendingPathComponent("bad.png")
+        let base = ["render", "--model", Fixtures.url("models/sd1-tiny").path, "--prompt", "a red circle", "--steps", "2",
+                    "--seed", "4", "--quiet"]
+        let result = try HotswapProcess.run(base + ["--vae-decoder", Fixtures.url("models/taesd-tiny-original/taesd_decoder.safetensors").path,
+                                                    "--out", out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let png = try PNGReader.read(url: out)
+        #expect(png.text["parameters"]?.contains("VAE: taesd_decoder") == true, "\(png.text)")
+        let refused = try HotswapProcess.run(base + ["--vae-decoder", Fixtures.url("models/taesdxl-tiny").path, "--out", bad.path])
+        expectOneLineError(refused, mentions: "4x")
+        #expect(!FileManager.default.fileExists(atPath: bad.path))
+    }
+
     @Test func badSingleFileInputIsAOneLineError() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -59,6 +59,20 @@ import Testing
     }
 
     /// Large enough for the unfold to be split across workers.
+    /// The streaming add (LoRA fuse): every element, whatever the output's alignment and the tail.
+    @Test(arguments: [(0, 1), (1, 7), (3, 100), (5, 4099)])
+    func addStreamingMatchesAPlainLoop(offset: Int, count: Int) {
+        let base = random([count], seed: 3), delta = random([count], seed: 4)
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: count + offset + 1)
+        defer { out.deallocate() }
+        out.update(repeating: .nan, count: count + offset + 1)
+        Elementwise.addStreaming(base.data, delta.data, into: out + offset, count: count)
+        #expect((0..<count).allSatisfy { out[offset + $0] == base.data[$0] + delta.data[$0] })
+        #expect(out[offset + count].isNaN && (offset == 0 || out[offset - 1].isNaN))
+        Elementwise.addStreaming(base.data, nil, into: out + offset, count: count)
+        #expect((0..<count).allSatisfy { out[offset + $0] == base.data[$0] })
+    }
+
     @Test func conv2dParallelUnfold() {
         let x = random([1, 16, 40, 48], seed: 11)
         let w = random([8, 16, 3, 3], seed: 12)

@@ -48,6 +48,25 @@ struct ResidentPagesTests {
         #expect(weight.scalars == values(count))
     }
 
+    @Test("F16 source pages leave the process once converted to F32")
+    func convertedSourcePages() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let url = dir.file("src16.safetensors")
+        let count = 4 << 20  // 8 MB of F16
+        try SafeTensorsWriter.write(["w": Tensor(shape: [count], values: values(count))], to: url, dtype: .F16)
+        let file = try SafeTensorsFile(url: url)
+        let raw = try file.rawBytes("w")
+        var sum = 0
+        for i in stride(from: 0, to: raw.count, by: 4096) { sum &+= Int(raw[i]) }  // fault every page in
+        let before = try #require(try residentKilobytes(containing: raw.baseAddress!))
+        let weight = try file.tensor("w")
+        let after = try #require(try residentKilobytes(containing: raw.baseAddress!))
+        #expect(before - after >= 7000, "resident \(before) kB -> \(after) kB (sum \(sum))")
+        #expect(weight.scalars == values(count))
+        #expect(try file.tensor("w").scalars == values(count))  // converting again reads the file back
+    }
+
     @Test("Converted (F16) weight: memory is not a file, nothing is released")
     func convertedWeight() throws {
         let dir = try TempDir()
