@@ -4,7 +4,6 @@
 #include "ckernels.h"
 #include <math.h>
 #include <string.h>
-#include <stdint.h>
 
 typedef float v16f __attribute__((vector_size(VW * 4)));
 typedef int v16i __attribute__((vector_size(VW * 4)));
@@ -81,22 +80,48 @@ INLINE v16f vgelu_tanh(v16f v) {
     }
 
 MAP_FUNCTION(ISA(hs_exp), vexp)
-/// out[i] = base[i] + (delta ? delta[i] : 0), `out` written with non-temporal stores where it is
-/// vector-aligned. For the LoRA fuse, which streams gigabytes of fused weights that nothing reads
-/// before the next forward: without the read-for-ownership of `out`, main memory sees one read of
-/// the base and one write, not two reads and a write.
-CLONES void ISA(hs_add_stream)(const float *base, const float *delta, float *out, ptrdiff_t n) {
-    ptrdiff_t i = 0;
-    for (; i < n && ((uintptr_t)(out + i) % sizeof(v16f)) != 0; i++) out[i] = delta ? base[i] + delta[i] : base[i];
-    if (delta) {
-        for (; i + VW <= n; i += VW) __builtin_nontemporal_store(load(base + i) + load(delta + i), (v16f *)(out + i));
-    } else {
-        for (; i + VW <= n; i += VW) __builtin_nontemporal_store(load(base + i), (v16f *)(out + i));
+/// out[r, c] = base[r, c] + scale * sum over k < rank of up[r, k] * down[k, c] (k ascending), for
+/// rows x cols row-major matrices (leading dimension cols): a LoRA term fused onto a weight in one
+/// pass. Tiles of 4 rows x 2 vectors keep 8 accumulators in registers and load each down vector
+/// once per 4 rows; columns go in blocks whose down rows stay in L2. base may equal out.
+CLONES void ISA(hs_lowrank_fuse)(const float *base, const float *up, const float *down, float *out,
+                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale) {
+    const ptrdiff_t block = 1024;
+    for (ptrdiff_t c0 = 0; c0 < cols; c0 += block) {
+        const ptrdiff_t c1 = c0 + block < cols ? c0 + block : cols;
+        for (ptrdiff_t r = 0; r < rows; r += 4) {
+            const ptrdiff_t nr = rows - r < 4 ? rows - r : 4;
+            const float *u[4];
+            for (int i = 0; i < 4; i++) u[i] = up + (r + (i < nr ? i : 0)) * rank;
+            ptrdiff_t c = c0;
+            for (; c + 2 * VW <= c1; c += 2 * VW) {
+                v16f a0 = splat(0), a1 = splat(0), a2 = splat(0), a3 = splat(0);
+                v16f b0 = splat(0), b1 = splat(0), b2 = splat(0), b3 = splat(0);
+                for (ptrdiff_t k = 0; k < rank; k++) {
+                    const v16f d0 = load(down + k * cols + c), d1 = load(down + k * cols + c + VW);
+                    const v16f s0 = splat(u[0][k]), s1 = splat(u[1][k]), s2 = splat(u[2][k]), s3 = splat(u[3][k]);
+                    a0 += s0 * d0; b0 += s0 * d1;
+                    a1 += s1 * d0; b1 += s1 * d1;
+                    a2 += s2 * d0; b2 += s2 * d1;
+                    a3 += s3 * d0; b3 += s3 * d1;
+                }
+                const v16f sa[4] = {a0, a1, a2, a3}, sb[4] = {b0, b1, b2, b3};
+                for (int i = 0; i < nr; i++) {
+                    const ptrdiff_t at = (r + i) * cols + c;
+                    store(out + at, load(base + at) + sa[i] * scale);
+                    store(out + at + VW, load(base + at + VW) + sb[i] * scale);
+                }
+            }
+            for (; c < c1; c++) {
+                for (int i = 0; i < nr; i++) {
+                    float acc = 0;
+                    for (ptrdiff_t k = 0; k < rank; k++) acc += u[i][k] * down[k * cols + c];
+                    const ptrdiff_t at = (r + i) * cols + c;
+                    out[at] = base[at] + acc * scale;
+                }
+            }
+        }
     }
-    for (; i < n; i++) out[i] = delta ? base[i] + delta[i] : base[i];
-#if defined(__x86_64__)
-    __builtin_ia32_sfence();  // streaming stores are weakly ordered: visible before anyone is told
-#endif
 }
 
 MAP_FUNCTION(ISA(hs_silu), vsilu)

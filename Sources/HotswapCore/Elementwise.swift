@@ -7,11 +7,11 @@ public enum Elementwise {
         for i in 0..<count { y[i] += x[i] }
     }
 
-    /// out = base + delta (nil: a copy of base), `out` written with streaming stores that bypass the
-    /// cache: for large results nobody reads soon (fused LoRA weights).
-    public static func addStreaming(_ base: UnsafePointer<Float>, _ delta: UnsafePointer<Float>?,
-                                    into out: UnsafeMutablePointer<Float>, count: Int) {
-        hs_add_stream(base, delta, out, count)
+    /// out = base + scale * up x down, up [rows, rank], down [rank, cols], all row-major (base may be
+    /// out): one LoRA term fused onto a weight in a single pass, summing over the rank in order.
+    public static func lowRankFuse(base: UnsafePointer<Float>, up: UnsafePointer<Float>, down: UnsafePointer<Float>,
+                                   into out: UnsafeMutablePointer<Float>, rows: Int, columns: Int, rank: Int, scale: Float) {
+        hs_lowrank_fuse(base, up, down, out, rows, columns, rank, scale)
     }
 
     /// x *= scale

@@ -231,10 +231,9 @@ public final class AdapterManager: @unchecked Sendable {
             for (layer, buffer) in installs {
                 layer.setWeight(buffer)
                 changed[layer.identity] = layer
-                // Forward reads only the fused copy now: a base weight borrowed from a memory-mapped
-                // F32 file leaves resident memory (it reads back from the page cache at the next
-                // fuse or unload), so a fused layer is resident once, not twice (SDXL: ~5 GB).
-                // HOTSWAP_RELEASE_FUSED_BASE=0 trades that memory for no page faults in the next swap.
+                // HOTSWAP_RELEASE_FUSED_BASE=1: forward reads only the fused copy now, so a base weight
+                // borrowed from a memory-mapped F32 file may leave resident memory (it reads back from
+                // the page cache at the next fuse or unload): resident once, not twice (SDXL: ~5 GB).
                 if releaseBase { layer.baseWeight.storage.releaseResidentPages() }
             }
         case .runtime:

@@ -59,18 +59,27 @@ import Testing
     }
 
     /// Large enough for the unfold to be split across workers.
-    /// The streaming add (LoRA fuse): every element, whatever the output's alignment and the tail.
-    @Test(arguments: [(0, 1), (1, 7), (3, 100), (5, 4099)])
-    func addStreamingMatchesAPlainLoop(offset: Int, count: Int) {
-        let base = random([count], seed: 3), delta = random([count], seed: 4)
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: count + offset + 1)
-        defer { out.deallocate() }
-        out.update(repeating: .nan, count: count + offset + 1)
-        Elementwise.addStreaming(base.data, delta.data, into: out + offset, count: count)
-        #expect((0..<count).allSatisfy { out[offset + $0] == base.data[$0] + delta.data[$0] })
-        #expect(out[offset + count].isNaN && (offset == 0 || out[offset - 1].isNaN))
-        Elementwise.addStreaming(base.data, nil, into: out + offset, count: count)
-        #expect((0..<count).allSatisfy { out[offset + $0] == base.data[$0] })
+    /// The LoRA fuse kernel against a plain loop: row counts off the 4-row tile, columns off the
+    /// vector width and past the 1024-column block, in place (base == out) and not.
+    @Test(arguments: [(1, 1, 1), (5, 37, 8), (4, 1040, 16), (7, 2051, 3), (9, 64, 32)])
+    func lowRankFuseMatchesAPlainLoop(rows: Int, columns: Int, rank: Int) {
+        let base = random([rows, columns], seed: 3), up = random([rows, rank], seed: 4), down = random([rank, columns], seed: 5)
+        let scale: Float = 0.7
+        var expected = [Float](repeating: 0, count: rows * columns)
+        for r in 0..<rows {
+            for c in 0..<columns {
+                var acc: Float = 0
+                for k in 0..<rank { acc += up.data[r * rank + k] * down.data[k * columns + c] }
+                expected[r * columns + c] = base.data[r * columns + c] + acc * scale
+            }
+        }
+        let out = Tensor(zeros: [rows, columns])
+        Elementwise.lowRankFuse(base: base.data, up: up.data, down: down.data, into: out.data,
+                                rows: rows, columns: columns, rank: rank, scale: scale)
+        expectClose(out.scalars, expected, rtol: 1e-5)
+        Elementwise.lowRankFuse(base: base.data, up: up.data, down: down.data, into: base.data,
+                                rows: rows, columns: columns, rank: rank, scale: scale)
+        #expect(base.scalars == out.scalars)
     }
 
     @Test func conv2dParallelUnfold() {

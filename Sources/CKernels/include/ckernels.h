@@ -20,8 +20,9 @@ void hs_gelu(float *x, ptrdiff_t n);
 void hs_gelu_tanh(float *x, ptrdiff_t n);
 /// y[r, i] = x[r, i] * gelu(x[r, inner + i]) for x: [rows, 2 * inner], y: [rows, inner] (GEGLU).
 void hs_geglu(const float *x, float *y, ptrdiff_t rows, ptrdiff_t inner);
-/// out = base + delta (delta NULL: a copy), out written with non-temporal (streaming) stores.
-void hs_add_stream(const float *base, const float *delta, float *out, ptrdiff_t n);
+/// out = base + scale * up[rows, rank] x down[rank, cols] (row-major; base may be out): a fused LoRA term.
+void hs_lowrank_fuse(const float *base, const float *up, const float *down, float *out,
+                     ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale);
 /// Softmax over row[0..<visible] (after multiplying by nothing: scale is applied by the caller's
 /// sgemm); row[visible..<count] = 0.
 void hs_softmax_row(float *row, ptrdiff_t visible, ptrdiff_t count);
