@@ -33,6 +33,10 @@ public struct Tuning: Sendable, Equatable {
     /// (measured: SDXL hit swap 0.98 -> 1.40 s, SD1.5 72 -> 92 ms). Off by default: those pages are
     /// clean page cache the kernel reclaims under pressure anyway; the swap time is the product.
     public var releaseFusedBasePages = false
+    /// A render hands the memory-mapped F32 weight pages of idle components back to the kernel: the
+    /// text encoders once the prompt is encoded, the UNet before the VAE decode (they read back from
+    /// the page cache at their next use). HOTSWAP_RELEASE_IDLE_WEIGHTS=0 keeps them resident.
+    public var releaseIdleWeightPages = true
     /// Products with fewer multiply-adds than this run on one BLAS thread.
     public var smallProductMACs = 1 << 24
 
@@ -51,6 +55,7 @@ public struct Tuning: Sendable, Equatable {
         tuning.attentionParallelHeads = environment["HOTSWAP_ATTENTION_PARALLEL"] != "0"
         tuning.attentionFusedKernel = environment["HOTSWAP_FUSED_ATTENTION"] != "0"
         tuning.releaseFusedBasePages = environment["HOTSWAP_RELEASE_FUSED_BASE"] == "1"
+        tuning.releaseIdleWeightPages = environment["HOTSWAP_RELEASE_IDLE_WEIGHTS"] != "0"
         return tuning
     }
 

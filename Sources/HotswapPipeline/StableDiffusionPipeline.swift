@@ -86,6 +86,7 @@ public final class StableDiffusionPipeline {
                 context = Tensor.concatenate([negative, context])      // [2, tokens, dim]: uncond first
             }
         }
+        model.releaseIdlePages(.textEncoders)
         timings.textEncodeMs = start.elapsedMs
 
         // prepare_latents: randn with the request's generator, scaled by init_noise_sigma.
@@ -118,6 +119,7 @@ public final class StableDiffusionPipeline {
         // no use to the next request's UNet: hand both back so they do not add up in peak memory
         // (at 512x512 the two sets are ~1 GB each).
         BufferPool.drain()
+        model.releaseIdlePages(.unet)
         let decoded = model.decoder.decode(latents * (1 / model.decoder.scalingFactor))
         let rgb = try Self.toRGB8(decoded)
         BufferPool.drain()

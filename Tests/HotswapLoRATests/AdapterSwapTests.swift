@@ -71,6 +71,35 @@ import HotswapPipeline
         #expect((outcomes[.hit] ?? 0) > 0)
     }
 
+    /// HOTSWAP_RELEASE_FUSED_BASE=1: the fused layers' mapped base pages leave the process after each
+    /// fuse; the next fuses read them back, so the fused weights are the same bits as without, and
+    /// taking the adapters off restores the base exactly.
+    @Test func releasingFusedBasePagesChangesNoBits() throws {
+        let specs = [[AdapterSpec(name: "peft_attn", scale: 0.8)], [AdapterSpec(name: "kohya", scale: 1.3)],
+                     [AdapterSpec(name: "peft_attn", scale: 0.8), AdapterSpec(name: "locon", scale: 0.5)]]
+        func run(release: Bool) throws -> ([UInt64], UInt64, UInt64) {
+            var tuning = Tuning.current
+            tuning.releaseFusedBasePages = release
+            return try Tuning.$current.withValue(tuning) {
+                let (model, manager) = try makeManager()
+                let base = Self.weightHashes(model).base
+                var fused: [UInt64] = []
+                for round in 0..<2 {
+                    for set in specs {
+                        try manager.activate(set)
+                        if round == 1 { fused.append(Self.weightHashes(model).active) }
+                    }
+                }
+                try manager.activate([])
+                #expect(Self.weightHashes(model).identical)
+                return (fused, base, Self.weightHashes(model).active)
+            }
+        }
+        let kept = try run(release: false), released = try run(release: true)
+        #expect(released.0 == kept.0)
+        #expect(released.1 == kept.1 && released.2 == kept.1)
+    }
+
     @Test func runtimeModeLeavesWeightsAlone() throws {
         let (model, manager) = try makeManager(mode: .runtime)
         try manager.activate([AdapterSpec(name: "locon", scale: 0.6), AdapterSpec(name: "peft_attn", scale: 1)])
