@@ -124,25 +124,41 @@ def hotswap_argv(binary: str, model: Path, spec: dict, runs: int, adapters=()) -
     return argv + ["--runs", str(runs)]
 
 
-def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
+def run_measured(argv_in, threads: int, timeout: float):
+    """Runs one hotswap process, argv = argv_in(a temporary folder it may write to), with the thread
+    variables set to T unless already set, under /usr/bin/time for its peak RSS (this process's own
+    rusage of its children would count the child's copy-on-write image of this multi-GB, torch-holding
+    process before the exec). Returns (returncode, stdout, stderr, wall seconds, peak RSS in kB or
+    None), or an error string."""
+    import tempfile
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
         env.setdefault(var, str(threads))
-    log("  hotswap: " + " ".join(argv))
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        rss_file = os.path.join(tmp, "rss")  # peak RSS of the hotswap process alone (see run_hotswap_render)
+        rss_file = os.path.join(tmp, "rss")
         wrapper = ["/usr/bin/time", "-f", "%M", "-o", rss_file] if os.path.exists("/usr/bin/time") else []
+        argv = argv_in(tmp)
+        log("  hotswap: " + " ".join(argv))
+        start = time.perf_counter()
         try:
             proc = subprocess.run(wrapper + argv, capture_output=True, text=True, env=env, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as e:
-            return {"error": f"{type(e).__name__}: {e}"}
+            return f"{type(e).__name__}: {e}"
+        wall = time.perf_counter() - start
         try:
             peak_kb = int(Path(rss_file).read_text().split()[-1])
         except (OSError, ValueError, IndexError):
             peak_kb = None
+    return proc.returncode, proc.stdout, proc.stderr, wall, peak_kb
+
+
+def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
+    run = run_measured(lambda _: argv, threads, timeout)
+    if isinstance(run, str):
+        return {"error": run}
+    returncode, stdout, stderr, _, peak_kb = run
     result = None
-    for line in reversed(proc.stdout.splitlines()):
+    for line in reversed(stdout.splitlines()):
         line = line.strip()
         if line.startswith("{"):
             try:
@@ -153,9 +169,9 @@ def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
     if result is not None and "hit_ms" in result:  # bench swap: milliseconds of a cache-hit swap
         result.setdefault("seconds_median", result["hit_ms"] / 1000)
         result.setdefault("seconds_min", result.get("hit_ms_min", result["hit_ms"]) / 1000)
-    if proc.returncode != 0 or result is None or "seconds_median" not in result or "seconds_min" not in result:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"exit {proc.returncode}, no JSON with seconds_median/seconds_min; " + " | ".join(tail)}
+    if returncode != 0 or result is None or "seconds_median" not in result or "seconds_min" not in result:
+        tail = (stderr or stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {returncode}, no JSON with seconds_median/seconds_min; " + " | ".join(tail)}
     if peak_kb:
         result["hotswap_peak_rss_gb"] = peak_kb / 2**20
     return result
@@ -163,35 +179,17 @@ def run_hotswap(argv: list, threads: int, timeout: float) -> dict:
 
 def run_hotswap_render(binary: str, model: Path, spec: dict, threads: int, timeout: float) -> dict:
     """One `hotswap render` process: seconds = its text + denoise + decode + png figures; peak RSS."""
-    import tempfile
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        env.setdefault(var, str(threads))
-    with tempfile.TemporaryDirectory() as tmp:
-        # Peak RSS through /usr/bin/time: this process's own rusage of its children would count the
-        # child's copy-on-write image of this (multi-GB, torch-holding) process before the exec.
-        rss_file = os.path.join(tmp, "rss")
-        wrapper = ["/usr/bin/time", "-f", "%M", "-o", rss_file] if os.path.exists("/usr/bin/time") else []
-        argv = [binary, "render", "--model", str(model), "--prompt", E2E_PROMPT, "--steps", str(spec["steps"]),
-                "--guidance", str(spec["guidance"]), "--scheduler", "euler-a", "--seed", "1",
-                "--width", str(spec["width"]), "--height", str(spec["height"]), "--out", os.path.join(tmp, "e2e.png")]
-        log("  hotswap: " + " ".join(argv))
-        start = time.perf_counter()
-        proc = subprocess.Popen(wrapper + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return {"error": "timeout"}
-        wall = time.perf_counter() - start
-        try:
-            peak_kb = int(Path(rss_file).read_text().split()[-1])
-        except (OSError, ValueError, IndexError):
-            peak_kb = None
+    run = run_measured(lambda tmp: [
+        binary, "render", "--model", str(model), "--prompt", E2E_PROMPT, "--steps", str(spec["steps"]),
+        "--guidance", str(spec["guidance"]), "--scheduler", "euler-a", "--seed", "1", "--width", str(spec["width"]),
+        "--height", str(spec["height"]), "--out", os.path.join(tmp, "e2e.png")], threads, timeout)
+    if isinstance(run, str):
+        return {"error": run}
+    returncode, out, err, wall, peak_kb = run
     text = out + err
     parts = {name: float(v) for name, v in re.findall(r"(text|denoise|decode|png) (\d+(?:\.\d+)?) ms", text)}
-    if proc.returncode != 0 or len(parts) != 4:
-        return {"error": f"exit {proc.returncode}; " + " | ".join(text.strip().splitlines()[-3:])}
+    if returncode != 0 or len(parts) != 4:
+        return {"error": f"exit {returncode}; " + " | ".join(text.strip().splitlines()[-3:])}
     seconds = sum(parts.values()) / 1000
     return {"seconds_median": seconds, "seconds_min": seconds, "process_wall_seconds": wall,
             "phases_ms": parts, "hotswap_peak_rss_gb": peak_kb / 2**20 if peak_kb else None}

@@ -191,23 +191,15 @@ public final class StableDiffusionModel {
     /// Fused LoRA buffers and converted (F16/BF16) weights are anonymous memory and stay.
     public func releaseIdlePages(_ component: IdleComponent) {
         guard Tuning.current.releaseIdleWeightPages else { return }
+        // Base weights only: a layer's `weight` is its base, or a fused LoRA buffer (anonymous memory).
         switch component {
         case .textEncoders:
             for encoder in [textEncoder] + (secondText.map { [$0.encoder] } ?? []) {
-                for linear in encoder.linears.values {
-                    linear.baseWeight.storage.releaseResidentPages()
-                    linear.weight.storage.releaseResidentPages()
-                }
+                for linear in encoder.linears.values { linear.baseWeight.storage.releaseResidentPages() }
             }
         case .unet:
-            for linear in unet.linears.values {
-                linear.baseWeight.storage.releaseResidentPages()
-                linear.weight.storage.releaseResidentPages()
-            }
-            for conv in unet.convolutions.values {
-                conv.baseWeight.storage.releaseResidentPages()
-                conv.weight.storage.releaseResidentPages()
-            }
+            for linear in unet.linears.values { linear.baseWeight.storage.releaseResidentPages() }
+            for conv in unet.convolutions.values { conv.baseWeight.storage.releaseResidentPages() }
         }
     }
 
