@@ -8,7 +8,7 @@
 DECLARE(void, hs_exp, (float *x, ptrdiff_t n))
 DECLARE(void, hs_silu, (float *x, ptrdiff_t n))
 DECLARE(void, hs_lowrank_fuse, (const float *base, const float *up, const float *down, float *out,
-                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale))
+                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale, int streaming))
 DECLARE(void, hs_quick_gelu, (float *x, ptrdiff_t n))
 DECLARE(void, hs_gelu, (float *x, ptrdiff_t n))
 DECLARE(void, hs_gelu_tanh, (float *x, ptrdiff_t n))
@@ -58,8 +58,8 @@ int hs_isa_level(void) { return isa_level(); }
 void hs_exp(float *x, ptrdiff_t n) { DISPATCH(hs_exp, (x, n)) }
 void hs_silu(float *x, ptrdiff_t n) { DISPATCH(hs_silu, (x, n)) }
 void hs_lowrank_fuse(const float *base, const float *up, const float *down, float *out,
-                     ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale) {
-    DISPATCH(hs_lowrank_fuse, (base, up, down, out, rows, cols, rank, scale))
+                     ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale, int streaming) {
+    DISPATCH(hs_lowrank_fuse, (base, up, down, out, rows, cols, rank, scale, streaming))
 }
 void hs_quick_gelu(float *x, ptrdiff_t n) { DISPATCH(hs_quick_gelu, (x, n)) }
 void hs_gelu(float *x, ptrdiff_t n) { DISPATCH(hs_gelu, (x, n)) }

@@ -4,6 +4,7 @@
 #include "ckernels.h"
 #include <math.h>
 #include <string.h>
+#include <stdint.h>
 
 typedef float v16f __attribute__((vector_size(VW * 4)));
 typedef int v16i __attribute__((vector_size(VW * 4)));
@@ -84,9 +85,14 @@ MAP_FUNCTION(ISA(hs_exp), vexp)
 /// rows x cols row-major matrices (leading dimension cols): a LoRA term fused onto a weight in one
 /// pass. Tiles of 4 rows x 2 vectors keep 8 accumulators in registers and load each down vector
 /// once per 4 rows; columns go in blocks whose down rows stay in L2. base may equal out.
+/// `streaming`: the result will not be read soon (the last term of a fuse), so write it around the
+/// cache where the rows are vector-aligned.
 CLONES void ISA(hs_lowrank_fuse)(const float *base, const float *up, const float *down, float *out,
-                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale) {
+                                 ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale, int streaming) {
     const ptrdiff_t block = 1024;
+    // Streaming (non-temporal) stores skip the read-for-ownership of every result line: a third
+    // less memory traffic, and the swap is bound by it. They need vector-aligned rows.
+    const int stream = streaming && ((uintptr_t)out % (VW * 4)) == 0 && cols % VW == 0;
     for (ptrdiff_t c0 = 0; c0 < cols; c0 += block) {
         const ptrdiff_t c1 = c0 + block < cols ? c0 + block : cols;
         for (ptrdiff_t r = 0; r < rows; r += 4) {
@@ -108,8 +114,14 @@ CLONES void ISA(hs_lowrank_fuse)(const float *base, const float *up, const float
                 const v16f sa[4] = {a0, a1, a2, a3}, sb[4] = {b0, b1, b2, b3};
                 for (int i = 0; i < nr; i++) {
                     const ptrdiff_t at = (r + i) * cols + c;
-                    store(out + at, load(base + at) + sa[i] * scale);
-                    store(out + at + VW, load(base + at + VW) + sb[i] * scale);
+                    const v16f ra = load(base + at) + sa[i] * scale, rb = load(base + at + VW) + sb[i] * scale;
+                    if (stream) {
+                        __builtin_nontemporal_store(ra, (v16f *)(out + at));
+                        __builtin_nontemporal_store(rb, (v16f *)(out + at + VW));
+                    } else {
+                        store(out + at, ra);
+                        store(out + at + VW, rb);
+                    }
                 }
             }
             for (; c < c1; c++) {
@@ -122,6 +134,9 @@ CLONES void ISA(hs_lowrank_fuse)(const float *base, const float *up, const float
             }
         }
     }
+#if defined(__SSE__)
+    if (stream) __builtin_ia32_sfence();  // the streamed lines visible before the caller reads them
+#endif
 }
 
 MAP_FUNCTION(ISA(hs_silu), vsilu)

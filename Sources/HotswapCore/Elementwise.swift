@@ -9,9 +9,11 @@ public enum Elementwise {
 
     /// out = base + scale * up x down, up [rows, rank], down [rank, cols], all row-major (base may be
     /// out): one LoRA term fused onto a weight in a single pass, summing over the rank in order.
+    /// `streaming`: out is not read again soon (a fuse's last term), so it is written around the cache.
     public static func lowRankFuse(base: UnsafePointer<Float>, up: UnsafePointer<Float>, down: UnsafePointer<Float>,
-                                   into out: UnsafeMutablePointer<Float>, rows: Int, columns: Int, rank: Int, scale: Float) {
-        hs_lowrank_fuse(base, up, down, out, rows, columns, rank, scale)
+                                   into out: UnsafeMutablePointer<Float>, rows: Int, columns: Int, rank: Int, scale: Float,
+                                   streaming: Bool = false) {
+        hs_lowrank_fuse(base, up, down, out, rows, columns, rank, scale, streaming ? 1 : 0)
     }
 
     /// x *= scale

@@ -68,7 +68,10 @@ enum FuseKernel {
         let n = job.columns
         let out = job.out + rows.lowerBound * n
         var source = UnsafePointer(job.base + rows.lowerBound * n)  // what the next term adds onto
-        for term in job.terms {
+        // The last term's result is not read again until inference: it streams around the cache.
+        let lastLowRank = job.terms.lastIndex { $0.dense == nil }
+        let streamsLast = lastLowRank == job.terms.count - 1
+        for (index, term) in job.terms.enumerated() {
             if let dense = term.dense {
                 if source != UnsafePointer(out) {
                     out.update(from: source, count: rows.count * n)
@@ -79,7 +82,8 @@ enum FuseKernel {
                 for i in 0..<(rows.count * n) { out[i] += scale * delta[i] }
             } else if let up = term.up, let down = term.down {
                 Elementwise.lowRankFuse(base: source, up: up + rows.lowerBound * term.rank, down: down, into: out,
-                                        rows: rows.count, columns: n, rank: term.rank, scale: term.scale)
+                                        rows: rows.count, columns: n, rank: term.rank, scale: term.scale,
+                                        streaming: streamsLast && index == lastLowRank)
                 source = UnsafePointer(out)
             }
         }

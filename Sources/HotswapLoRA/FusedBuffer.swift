@@ -2,7 +2,7 @@ import Foundation
 import HotswapCore
 
 /// Memory for a fused weight: anonymous, 2 MB aligned and marked for transparent huge pages when
-/// large (fewer TLB misses while the fuse kernel streams through hundreds of MB), else malloc.
+/// large (fewer TLB misses while the fuse kernel streams through hundreds of MB), else 64-byte aligned malloc.
 final class FusedBuffer {
     let pointer: UnsafeMutablePointer<Float>
     private let mappedLength: Int
@@ -16,12 +16,13 @@ final class FusedBuffer {
             return
         }
         #endif
-        pointer = .allocate(capacity: max(count, 1))
+        // 64-byte aligned: the fuse kernel streams its stores only to vector-aligned rows.
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: max(count, 1))
         mappedLength = 0
     }
 
     deinit {
-        if mappedLength > 0 { munmap(pointer, mappedLength) } else { pointer.deallocate() }
+        if mappedLength > 0 { munmap(pointer, mappedLength) } else { UnsafeMutableRawPointer(pointer).deallocate() }
     }
 
     /// A tensor viewing this buffer (and keeping it alive).

@@ -87,6 +87,7 @@ public final class StableDiffusionPipeline {
             }
         }
         model.releaseIdlePages(.textEncoders)
+        model.releaseIdlePages(.unetFusedBases)
         timings.textEncodeMs = start.elapsedMs
 
         // prepare_latents: randn with the request's generator, scaled by init_noise_sigma.

@@ -60,8 +60,8 @@ import Testing
 
     /// Large enough for the unfold to be split across workers.
     /// The LoRA fuse kernel against a plain loop: row counts off the 4-row tile, columns off the
-    /// vector width and past the 1024-column block, in place (base == out) and not.
-    @Test(arguments: [(1, 1, 1), (5, 37, 8), (4, 1040, 16), (7, 2051, 3), (9, 64, 32)])
+    /// vector width and past the 1024-column block, in place (base == out) and not, streamed or not.
+    @Test(arguments: [(1, 1, 1), (5, 37, 8), (4, 1040, 16), (7, 2051, 3), (9, 64, 32), (6, 640, 16)])
     func lowRankFuseMatchesAPlainLoop(rows: Int, columns: Int, rank: Int) {
         let base = random([rows, columns], seed: 3), up = random([rows, rank], seed: 4), down = random([rank, columns], seed: 5)
         let scale: Float = 0.7
@@ -77,6 +77,13 @@ import Testing
         Elementwise.lowRankFuse(base: base.data, up: up.data, down: down.data, into: out.data,
                                 rows: rows, columns: columns, rank: rank, scale: scale)
         expectClose(out.scalars, expected, rtol: 1e-5)
+        // Streaming stores (aligned rows) and their fallback (an unaligned destination): the same bits.
+        let streamed = Tensor(zeros: [rows, columns + 1])
+        for offset in [0, 1] {
+            Elementwise.lowRankFuse(base: base.data, up: up.data, down: down.data, into: streamed.data + offset,
+                                    rows: rows, columns: columns, rank: rank, scale: scale, streaming: true)
+            #expect(Array(UnsafeBufferPointer(start: streamed.data + offset, count: rows * columns)) == out.scalars)
+        }
         Elementwise.lowRankFuse(base: base.data, up: up.data, down: down.data, into: base.data,
                                 rows: rows, columns: columns, rank: rank, scale: scale)
         #expect(base.scalars == out.scalars)

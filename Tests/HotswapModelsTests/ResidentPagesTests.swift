@@ -29,6 +29,46 @@ struct ResidentPagesTests {
         return nil
     }
 
+    /// Whether the page holding `address` is mapped into the process (/proc/self/pagemap bit 63).
+    func isMapped(_ address: UnsafeRawPointer) -> Bool {
+        let fd = open("/proc/self/pagemap", O_RDONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var entry: UInt64 = 0
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let read = pread(fd, &entry, 8, off_t(Int(bitPattern: address) / page * 8))
+        return read == 8 && (entry >> 63) & 1 == 1
+    }
+
+    /// The first page lying wholly inside a tensor's memory (what `releaseResidentPages` can drop).
+    func innerPage(_ tensor: Tensor) -> UnsafeRawPointer? {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: tensor.data), end = start + tensor.count * 4
+        let first = (start + page - 1) / page * page
+        return first + page <= end ? UnsafeRawPointer(bitPattern: first) : nil
+    }
+
+    @Test("A render's idle release: the bases of fused UNet layers leave, the others stay until the decode")
+    func fusedBasesLeaveFirst() throws {
+        try #require(Tuning.current.releaseIdleWeightPages, "HOTSWAP_RELEASE_IDLE_WEIGHTS=0 is set")
+        let model = try StableDiffusionModel(directory: Fixtures.url("models/sd1-tiny"))  // F32: mapped
+        let layers = model.unet.linears.sorted { $0.key < $1.key }.map(\.value)
+            .filter { $0.baseWeight.storage.isFileBacked && innerPage($0.baseWeight) != nil }
+        try #require(layers.count >= 2)
+        let (fused, plain) = (layers[0], layers[1])
+        let (fusedPage, plainPage) = (innerPage(fused.baseWeight)!, innerPage(plain.baseWeight)!)
+        fused.weight = fused.baseWeight.copy()  // what a fuse installs: an anonymous buffer
+        defer { fused.weight = fused.baseWeight }
+        _ = (fused.baseWeight.scalars, plain.baseWeight.scalars)  // every page read in
+        #expect(isMapped(fusedPage) && isMapped(plainPage))
+        model.releaseIdlePages(.unetFusedBases)
+        #expect(!isMapped(fusedPage), "a fused layer's base stays resident")
+        #expect(isMapped(plainPage), "an unfused layer's base was released while the UNet still needs it")
+        model.releaseIdlePages(.unet)
+        #expect(!isMapped(plainPage))
+        #expect(fused.weight.scalars == fused.baseWeight.scalars)  // the base reads back unchanged
+    }
+
     func values(_ count: Int) -> [Float] { (0..<count).map { Float($0 % 1000) * 0.25 - 7 } }
 
     @Test("F32 mapped weight: pages leave the process and read back the same values")

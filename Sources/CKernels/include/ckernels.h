@@ -21,8 +21,9 @@ void hs_gelu_tanh(float *x, ptrdiff_t n);
 /// y[r, i] = x[r, i] * gelu(x[r, inner + i]) for x: [rows, 2 * inner], y: [rows, inner] (GEGLU).
 void hs_geglu(const float *x, float *y, ptrdiff_t rows, ptrdiff_t inner);
 /// out = base + scale * up[rows, rank] x down[rank, cols] (row-major; base may be out): a fused LoRA term.
+/// streaming != 0: write out with non-temporal stores (when aligned): for a result not read again soon.
 void hs_lowrank_fuse(const float *base, const float *up, const float *down, float *out,
-                     ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale);
+                     ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale, int streaming);
 /// Softmax over row[0..<visible] (after multiplying by nothing: scale is applied by the caller's
 /// sgemm); row[visible..<count] = 0.
 void hs_softmax_row(float *row, ptrdiff_t visible, ptrdiff_t count);
