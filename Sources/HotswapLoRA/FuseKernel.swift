@@ -36,7 +36,10 @@ enum FuseKernel {
     static func run(_ jobs: [Job], workers: Int = ProcessInfo.processInfo.activeProcessorCount, bandFloats: Int = 1 << 15) {
         var bands: [(job: Int, rows: Range<Int>)] = []
         for (index, job) in jobs.enumerated() {
-            let rowsPerBand = max(1, bandFloats / max(1, job.columns))
+            // Whole 4-row tiles: a band ending in a partial tile pays a full tile's products for it
+            // (25 rows of 1280 columns would compute 28).
+            let rows = bandFloats / max(1, job.columns)
+            let rowsPerBand = rows >= 4 ? rows / 4 * 4 : max(1, rows)
             var start = 0
             while start < job.rows {
                 let end = min(job.rows, start + rowsPerBand)
