@@ -37,6 +37,11 @@ public struct Tuning: Sendable, Equatable {
     /// text encoders once the prompt is encoded, the UNet before the VAE decode (they read back from
     /// the page cache at their next use). HOTSWAP_RELEASE_IDLE_WEIGHTS=0 keeps them resident.
     public var releaseIdleWeightPages = true
+    /// Bytes of fused LoRA weights kept for adapter sets that were active before, so that swapping
+    /// back to one installs its weights without fusing anything (newest kept first). 1 GiB holds two
+    /// SD1.5 rank-8 attention sets (0.49 GB each), not one SDXL set (4.8 GB): those are fused again
+    /// into reused buffers. HOTSWAP_FUSED_CACHE_MB; 0 turns it off.
+    public var fusedSetCacheBytes = 1 << 30
     /// Products with fewer multiply-adds than this run on one BLAS thread.
     public var smallProductMACs = 1 << 24
 
@@ -52,6 +57,9 @@ public struct Tuning: Sendable, Equatable {
         integer("HOTSWAP_WINOGRAD_F43_MIN_TILES", &tuning.winogradMinimumLargeTiles)
         integer("HOTSWAP_WINOGRAD_CHUNK_FLOATS", &tuning.winogradChunkFloats, accept: { $0 > 0 })
         integer("HOTSWAP_ATTENTION_SCORE_FLOATS", &tuning.attentionMaxScoreFloats, accept: { $0 > 0 })
+        var fusedCacheMB = tuning.fusedSetCacheBytes >> 20
+        integer("HOTSWAP_FUSED_CACHE_MB", &fusedCacheMB, accept: { $0 >= 0 && $0 < 1 << 30 })
+        tuning.fusedSetCacheBytes = fusedCacheMB << 20
         tuning.attentionParallelHeads = environment["HOTSWAP_ATTENTION_PARALLEL"] != "0"
         tuning.attentionFusedKernel = environment["HOTSWAP_FUSED_ATTENTION"] != "0"
         tuning.releaseFusedBasePages = environment["HOTSWAP_RELEASE_FUSED_BASE"] == "1"

@@ -9,7 +9,9 @@ import HotswapStore
 /// otherwise every layer the previous set changed points back at its untouched base weight, and
 /// the new set is applied. In `.fuse` mode a changed layer's weight is base + sum(scale * B A)
 /// computed into a buffer of its own (reused across swaps); the base is never written, so any
-/// sequence of swaps leaves it bit-identical. In `.runtime` mode the layers add scale * B (A x) at
+/// sequence of swaps leaves it bit-identical. The fused weights of sets that were active before
+/// are kept while they fit `Tuning.fusedSetCacheBytes`: swapping back to such a set installs them
+/// as they were, touching no weight memory. In `.runtime` mode the layers add scale * B (A x) at
 /// every call instead. Every file is fully checked against the model before any layer changes: a
 /// failed `activate` leaves the active set as it was. Thread-safe (one lock; swaps are serialized),
 /// but a swap changes the model's layers: do not run `activate` while the same model is generating
@@ -36,8 +38,19 @@ public final class AdapterManager: @unchecked Sendable {
         let adapter: LoRAAdapter
     }
     private var activeAdapters: [ActiveAdapter] = []
-    /// Fused weight buffers by layer, kept between swaps so a swap to a set with the same targets
-    /// writes into memory that is already mapped.
+    /// The active set's fused weights by layer, and the key of that set (`setKey`).
+    private var activeBuffers: [ObjectIdentifier: Tensor] = [:]
+    private var activeSetKey: String?
+    /// Fused weights of sets active before, oldest first, within `Tuning.fusedSetCacheBytes`.
+    private struct RetainedSet {
+        let key: String
+        let paths: Set<String>
+        let weights: [ObjectIdentifier: Tensor]
+        var bytes: Int { weights.values.reduce(0) { $0 + $1.count * 4 } }
+    }
+    private var retained: [RetainedSet] = []
+    /// Spare fused-weight buffers by layer (from sets no longer kept), so a swap to a set with the
+    /// same targets writes into memory that is already mapped.
     private var buffers: [ObjectIdentifier: Tensor] = [:]
     /// Layers changed by the active set.
     private var changed: [ObjectIdentifier: LoRATargetLayer] = [:]
@@ -168,6 +181,9 @@ public final class AdapterManager: @unchecked Sendable {
 
         // Canonical application order, so that a set gives the same bits whatever order it was asked in.
         let ordered = loaded.sorted { key($0.path, $0.spec.scale) < key($1.path, $1.spec.scale) }
+        // What its fused weights depend on: files (as they are on disk now) and scales, in that order.
+        let setKey = ordered.map { "\(key($0.path, $0.spec.scale))\u{0}\($0.adapter.signature)" }.joined(separator: "\u{1}")
+        let reuse = mode == .fuse ? retained.firstIndex { $0.key == setKey }.map { retained.remove(at: $0) } : nil
         var contributions: [ObjectIdentifier: (layer: LoRATargetLayer, terms: [(LoRALayerUpdate, Float)])] = [:]
         var layerOrder: [ObjectIdentifier] = []
         for item in ordered {
@@ -185,8 +201,12 @@ public final class AdapterManager: @unchecked Sendable {
         let unloadStart = Stopwatch()
         for layer in changed.values { layer.restore() }
         changed.removeAll(keepingCapacity: true)
+        if let previous = activeSetKey, !activeBuffers.isEmpty {
+            retain(RetainedSet(key: previous, paths: Set(activeAdapters.map(\.path)), weights: activeBuffers))
+        }
+        (activeBuffers, activeSetKey) = ([:], nil)
         if !contributions.isEmpty {
-            // Keep buffers only for layers the new set uses (an empty set keeps them for the next swap).
+            // Keep spares only for layers the new set uses (an empty set keeps them for the next swap).
             for id in buffers.keys where contributions[id] == nil { buffers.removeValue(forKey: id) }
         }
         if mode == .runtime { buffers.removeAll() }
@@ -201,6 +221,17 @@ public final class AdapterManager: @unchecked Sendable {
         }
         switch mode {
         case .fuse:
+            activeSetKey = setKey
+            if let reuse, reuse.weights.keys.allSatisfy({ contributions[$0] != nil }) {
+                for (id, buffer) in reuse.weights {
+                    let layer = contributions[id]!.layer
+                    layer.setWeight(buffer)
+                    changed[id] = layer
+                }
+                activeBuffers = reuse.weights
+                report.reusedFusedWeights = true
+                break
+            }
             var jobs: [FuseKernel.Job] = []
             var installs: [(LoRATargetLayer, Tensor)] = []
             for id in layerOrder {
@@ -215,12 +246,12 @@ public final class AdapterManager: @unchecked Sendable {
                 guard !weightTerms.isEmpty else { continue }
                 let base = layer.baseWeight
                 let buffer: Tensor
-                if let existing = buffers[id], existing.shape == base.shape {
-                    buffer = existing
+                if let spare = buffers.removeValue(forKey: id), spare.shape == base.shape {
+                    buffer = spare
                 } else {
                     buffer = FusedBuffer.tensor(shape: base.shape)
-                    buffers[id] = buffer
                 }
+                activeBuffers[id] = buffer
                 let columns = base.count / base.shape[0]
                 jobs.append(FuseKernel.Job(base: base.data, out: buffer.data, rows: base.shape[0], columns: columns,
                                            terms: weightTerms))
@@ -284,21 +315,36 @@ public final class AdapterManager: @unchecked Sendable {
             if path == asPath || (!name.contains("/") && parent == directory
                                   && AdapterManager.displayName(path) == AdapterManager.displayName(name)) {
                 cache.remove(path)
+                retained.removeAll { $0.paths.contains(path) }
             }
         }
     }
 
-    /// Bytes of fused-weight buffers held (those in use and those kept for the next swap).
-    public var fusedBufferBytes: Int {
-        lock.lock(); defer { lock.unlock() }
-        return buffers.values.reduce(0) { $0 + $1.count * 4 }
+    /// Keeps `set`'s fused weights for a later swap back, dropping the oldest kept sets beyond
+    /// `Tuning.fusedSetCacheBytes`; what is dropped becomes spare buffers for the next fuse.
+    private func retain(_ set: RetainedSet) {
+        retained.append(set)
+        var bytes = retained.reduce(0) { $0 + $1.bytes }
+        while bytes > Tuning.current.fusedSetCacheBytes, !retained.isEmpty {
+            let dropped = retained.removeFirst()
+            bytes -= dropped.bytes
+            buffers.merge(dropped.weights) { kept, _ in kept }
+        }
     }
 
-    /// Frees the fused buffers no layer uses now (kept after `activate([])` so that the next swap
-    /// writes into memory already mapped). The next swap that needs them allocates them again.
+    /// Bytes of fused-weight buffers held: the active set's, the kept sets', the spares.
+    public var fusedBufferBytes: Int {
+        lock.lock(); defer { lock.unlock() }
+        return [activeBuffers, buffers].reduce(0) { $0 + $1.values.reduce(0) { $0 + $1.count * 4 } }
+            + retained.reduce(0) { $0 + $1.bytes }
+    }
+
+    /// Frees the fused buffers no layer uses now: the sets kept for a swap back and the spares
+    /// (kept after `activate([])` so that the next swap writes into memory already mapped).
     public func releaseUnusedBuffers() {
         lock.lock(); defer { lock.unlock() }
-        for id in buffers.keys where changed[id] == nil { buffers.removeValue(forKey: id) }
+        retained.removeAll()
+        buffers.removeAll()
     }
 
     /// Benchmark helper: milliseconds to copy the base weights of the layers the active set changes

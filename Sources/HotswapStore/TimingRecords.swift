@@ -38,6 +38,9 @@ public struct SwapReport: Sendable, Equatable {
     public var outcomes: [CacheOutcome] = []
     /// Layers now changed by adapters. Not stored.
     public var layers: Int = 0
+    /// The set's fused weights were kept from an earlier activation and installed as they were
+    /// (no fuse). Not stored.
+    public var reusedFusedWeights = false
 
     public init(cache: CacheOutcome, unloadMs: Double = 0, loadMs: Double = 0, applyMs: Double = 0, totalMs: Double = 0) {
         self.cache = cache

@@ -9,7 +9,7 @@ import HotswapStore
 /// `hotswap bench swap`: adapter swap times on one model; prints one JSON object of medians.
 struct SwapBench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "swap",
-        abstract: "LoRA swap times: cold (file read + parse + apply), cache hit (unload + apply), unload, apply, hit after a render's page release; medians in ms.")
+        abstract: "LoRA swap times: cold (file read + parse + apply), cache hit (unload + apply), unload, apply, hit after a render's page release, hit with every swap fused; medians in ms.")
     @OptionGroup var modelOptions: ModelOptions
     @Option(name: .customLong("adapter"), help: "Adapter file or NAME[:SCALE] (give two or more; swaps alternate between them).")
     var adapters: [String] = []
@@ -38,41 +38,56 @@ struct SwapBench: ParsableCommand {
         for spec in specs { _ = try swap(spec) }
         _ = try manager.activate([])
 
-        // Cold: the cache emptied before each swap (the file comes from the OS page cache).
+        // Cold: the cache emptied before each swap (the file comes from the OS page cache), and no
+        // fused weights kept from before: read, parse and fuse.
+        var noFusedCache = Tuning.current
+        noFusedCache.fusedSetCacheBytes = 0
         var cold: [Double] = [], coldLoad: [Double] = [], coldApply: [Double] = []
-        for round in 0..<rounds {
-            let spec = specs[round % specs.count]
-            manager.cache.removeAll()
-            _ = try manager.activate([])
-            let report = try swap(spec)
-            precondition(report.cache == .miss)
-            cold.append(report.totalMs)
-            coldLoad.append(report.loadMs)
-            coldApply.append(report.applyMs)
+        try Tuning.$current.withValue(noFusedCache) {
+            manager.releaseUnusedBuffers()
+            _ = try swap(specs[0])  // buffers mapped again
+            for round in 0..<rounds {
+                let spec = specs[round % specs.count]
+                manager.cache.removeAll()
+                _ = try manager.activate([])
+                let report = try swap(spec)
+                precondition(report.cache == .miss && !report.reusedFusedWeights)
+                cold.append(report.totalMs)
+                coldLoad.append(report.loadMs)
+                coldApply.append(report.applyMs)
+            }
         }
-        // Hit: alternate between cached adapters; each swap takes the previous one off.
+        // Hit: alternate between cached adapters; each swap takes the previous one off. With the
+        // defaults, a set fused before is installed from the fused-weight cache (if it fits); with
+        // that cache off (`hit_fuse_ms`), every swap fuses.
         for spec in specs { _ = try swap(spec) }
         let alternating = specs.count > 1 ? specs : [specs[0], AdapterSpec(name: specs[0].name, scale: specs[0].scale * 0.5)]
-        _ = try swap(alternating.last!)
-        var hit: [Double] = [], unload: [Double] = [], apply: [Double] = []
-        for round in 0..<rounds * 2 {
-            let report = try swap(alternating[round % alternating.count])
-            precondition(report.cache == .hit, "expected a cache hit, got \(report.cache)")
-            hit.append(report.totalMs)
-            unload.append(report.unloadMs)
-            apply.append(report.applyMs)
-        }
-        // Hit after a render: a render hands idle mapped weight pages back (the text encoders', the
-        // fused layers' bases, the UNet's before the decode), so a service's next swap maps the
-        // bases it reads in again. Same swaps, each after that release (not timed: the render's).
-        var hitAfterRender: [Double] = []
-        for round in 0..<rounds * 2 {
-            for component in [StableDiffusionModel.IdleComponent.textEncoders, .unetFusedBases, .unet] {
-                model.releaseIdlePages(component)
+        func hits(afterRender: Bool = false) throws -> (total: [Double], unload: [Double], apply: [Double], reused: Int) {
+            _ = try swap(alternating.last!)
+            var times: ([Double], [Double], [Double], Int) = ([], [], [], 0)
+            for round in 0..<rounds * 2 {
+                if afterRender {
+                    // A render hands idle mapped weight pages back (the text encoders', the fused
+                    // layers' bases, the UNet's before the decode), so a service's next swap maps
+                    // the bases it reads in again. That release is the render's, not timed here.
+                    for component in [StableDiffusionModel.IdleComponent.textEncoders, .unetFusedBases, .unet] {
+                        model.releaseIdlePages(component)
+                    }
+                }
+                let report = try swap(alternating[round % alternating.count])
+                precondition(report.cache == .hit, "expected a cache hit, got \(report.cache)")
+                times.0.append(report.totalMs)
+                times.1.append(report.unloadMs)
+                times.2.append(report.applyMs)
+                if report.reusedFusedWeights { times.3 += 1 }
             }
-            let report = try swap(alternating[round % alternating.count])
-            precondition(report.cache == .hit, "expected a cache hit, got \(report.cache)")
-            hitAfterRender.append(report.totalMs)
+            return times
+        }
+        let (hit, unload, apply, reused) = try hits()
+        let hitAfterRender = try hits(afterRender: true).total
+        let hitFuse = try Tuning.$current.withValue(noFusedCache) { () throws -> [Double] in
+            manager.releaseUnusedBuffers()  // drop the kept sets, so every swap fuses
+            return try hits().total
         }
         let layers = try swap(specs[0]).layers
         // Before the copy-floor measure, whose scratch copy of every fused layer is not the service's memory.
@@ -88,7 +103,8 @@ struct SwapBench: ParsableCommand {
             "cold_ms": median(cold), "cold_load_ms": median(coldLoad), "cold_apply_ms": median(coldApply),
             "hit_ms": median(hit), "unload_ms": median(unload), "apply_ms": median(apply),
             "hit_ms_min": hit.min()!, "cold_ms_min": cold.min()!, "copy_floor_ms": copyFloor,
-            "hit_after_render_ms": median(hitAfterRender),
+            "hit_after_render_ms": median(hitAfterRender), "hit_fuse_ms": median(hitFuse),
+            "hit_reused_fused_weights": reused, "fused_cache_mb": Tuning.current.fusedSetCacheBytes >> 20,
             "load_seconds": loadSeconds,
             "blas_core": BLAS.coreName, "blas_core_selected_by": BLASCoreSelection.outcome.selectedBy,
             "blas_core_detected": BLASCoreSelection.outcome.detected ?? BLAS.coreName, "cores": ProcessInfo.processInfo.activeProcessorCount,

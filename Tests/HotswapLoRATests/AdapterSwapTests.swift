@@ -100,6 +100,44 @@ import HotswapPipeline
         #expect(released.1 == kept.1 && released.2 == kept.1)
     }
 
+    /// Sets fused before are kept (within Tuning.fusedSetCacheBytes) and installed again as they were:
+    /// the same bits as fusing them anew, across an empty set in between; not kept when they do
+    /// not fit, and forgotten with their file.
+    @Test func keptFusedSetsAreInstalledBitForBit() throws {
+        let a = [AdapterSpec(name: "peft_attn", scale: 0.8)]
+        let b = [AdapterSpec(name: "kohya", scale: 1.3), AdapterSpec(name: "locon", scale: 0.5)]
+        func run(cacheBytes: Int) throws -> (hashes: [UInt64], reused: [Bool]) {
+            var tuning = Tuning.current
+            tuning.fusedSetCacheBytes = cacheBytes
+            return try Tuning.$current.withValue(tuning) {
+                let (model, manager) = try makeManager()
+                var hashes: [UInt64] = [], reused: [Bool] = []
+                for set in [a, b, a, b, [], a] {
+                    let report = try manager.activate(set)
+                    hashes.append(Self.weightHashes(model).active)
+                    reused.append(report.reusedFusedWeights)
+                }
+                try manager.activate([])
+                #expect(Self.weightHashes(model).identical)
+                return (hashes, reused)
+            }
+        }
+        let kept = try run(cacheBytes: 1 << 30), fusedEachTime = try run(cacheBytes: 0)
+        #expect(kept.reused == [false, false, true, true, false, true])
+        #expect(fusedEachTime.reused == [false, false, false, false, false, false])
+        #expect(kept.hashes == fusedEachTime.hashes)
+        #expect(kept.hashes[0] == kept.hashes[2] && kept.hashes[1] == kept.hashes[3] && kept.hashes[0] != kept.hashes[1])
+        #expect(try run(cacheBytes: 1).reused.allSatisfy { !$0 })  // smaller than any set: nothing kept
+
+        // evict(name:) drops the kept sets built from that file.
+        let (_, manager) = try makeManager()
+        try manager.activate(a)
+        try manager.activate(b)
+        manager.evict(name: "peft_attn")
+        let again = try manager.activate(a)
+        #expect(again.cache == .miss && !again.reusedFusedWeights)
+    }
+
     @Test func runtimeModeLeavesWeightsAlone() throws {
         let (model, manager) = try makeManager(mode: .runtime)
         try manager.activate([AdapterSpec(name: "locon", scale: 0.6), AdapterSpec(name: "peft_attn", scale: 1)])
