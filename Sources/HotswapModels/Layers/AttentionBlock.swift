@@ -21,9 +21,31 @@ public final class AttentionBlock {
 
     /// x: [batch, tokens, queryDim]; context: [batch, contextTokens, contextDim] or nil.
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
-        let source = context ?? x
-        let attended = Attention.scaledDotProduct(query: toQ(x), key: toK(source), value: toV(source), heads: heads)
+        let (key, value) = context.map(crossKeysValues) ?? (toK(x), toV(x))
+        let attended = Attention.scaledDotProduct(query: toQ(x), key: key, value: value, heads: heads)
         return toOut(attended)
+    }
+
+    /// Cross-attention keys and values depend only on the context, the same at every denoising
+    /// step: computed at the first step and reused while the context is the same storage (the UNet
+    /// passes its private copy for equal contexts) and both projections are at the same generation
+    /// (SDXL: 70 blocks' to_k/to_v over 77 tokens, ~5% of a 512x512 UNet forward). Not with
+    /// runtime adapters.
+    private var cached: (context: TensorIdentity, shape: [Int], generations: [Int], key: Tensor, value: Tensor)?
+
+    private func crossKeysValues(_ context: Tensor) -> (Tensor, Tensor) {
+        guard toK.runtimeAdapters.isEmpty && toV.runtimeAdapters.isEmpty else {
+            cached = nil
+            return (toK(context), toV(context))
+        }
+        let generations = [toK.generation, toV.generation]
+        if let cached, cached.context.matches(context.storage), cached.shape == context.shape,
+           cached.generations == generations {
+            return (cached.key, cached.value)
+        }
+        let (key, value) = (toK(context), toV(context))
+        cached = (TensorIdentity(context.storage), context.shape, generations, key, value)
+        return (key, value)
     }
 }
 
@@ -45,4 +67,18 @@ public final class SpatialAttentionBlock {
         y.addInPlace(x)
         return y
     }
+}
+
+/// Which tensor storage a result was computed from, without keeping it alive: a storage freed
+/// since never matches, even if a new one takes its address.
+struct TensorIdentity {
+    private let id: ObjectIdentifier
+    private weak var object: TensorStorage?
+
+    init(_ storage: TensorStorage) {
+        id = ObjectIdentifier(storage)
+        object = storage
+    }
+
+    func matches(_ storage: TensorStorage) -> Bool { object != nil && id == ObjectIdentifier(storage) }
 }

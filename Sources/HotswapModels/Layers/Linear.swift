@@ -6,11 +6,21 @@ import HotswapCore
 public final class Linear {
     public let inFeatures: Int, outFeatures: Int
     public let baseWeight: Tensor          // [out, in]
-    public var weight: Tensor              // [out, in]
+    public var weight: Tensor {            // [out, in]
+        didSet { generation &+= 1 }
+    }
     public let baseBias: Tensor?           // [out], the checkpoint's
-    public var bias: Tensor?               // [out], what forward uses (an adapter may add to it)
+    public var bias: Tensor? {             // [out], what forward uses (an adapter may add to it)
+        didSet { generation &+= 1 }
+    }
     /// Runtime low-rank terms y += scale * B (A x), used instead of fusing when requested.
-    public var runtimeAdapters: [LowRankDelta] = []
+    public var runtimeAdapters: [LowRankDelta] = [] {
+        didSet { generation &+= 1 }
+    }
+    /// Changes whenever what forward computes may change (weight, bias or runtime adapters set):
+    /// results kept from an earlier call are valid only at the same generation. An adapter swap
+    /// writes fused weights only into buffers no layer uses, then sets them.
+    public private(set) var generation = 0
 
     public init(_ parameters: Parameters, _ path: ModulePath, inFeatures: Int, outFeatures: Int, bias: Bool = true) {
         self.inFeatures = inFeatures

@@ -158,7 +158,23 @@ public final class UNet2DConditionModel {
     /// sample [batch, in, h, w], timestep (same for the whole batch), context [batch, tokens, dim]
     /// -> noise prediction [batch, out, h, w]. `added`: SDXL's pooled text and time ids, required
     /// exactly when `takesAddedConditions`.
+    /// A private copy of the last context: equal contexts (every step of a render) are replaced by
+    /// it, so that a storage's identity means its contents to the cross-attention key/value cache
+    /// (`AttentionBlock`): nobody else can write into this copy.
+    private var lastContext: Tensor?
+
+    private func canonicalContext(_ context: Tensor) -> Tensor {
+        if let lastContext, lastContext.shape == context.shape,
+           memcmp(lastContext.data, context.data, context.count * MemoryLayout<Float>.stride) == 0 {
+            return lastContext
+        }
+        let copy = context.copy()
+        lastContext = copy
+        return copy
+    }
+
     public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditions? = nil) -> Tensor {
+        let context = canonicalContext(context)
         let batch = sample.shape[0]
         precondition(context.shape[0] == batch, "unet: sample \(sample.shape) context \(context.shape)")
         precondition((added != nil) == takesAddedConditions, "unet: added conditions \(added == nil ? "missing" : "not taken")")
