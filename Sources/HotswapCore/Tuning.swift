@@ -28,14 +28,15 @@ public struct Tuning: Sendable, Equatable {
     /// softmax + sgemm (which the causal text encoder always uses).
     public var attentionFusedKernel = true
     /// HOTSWAP_RELEASE_FUSED_BASE=1: a fused LoRA layer hands its memory-mapped F32 base weight's
-    /// pages back to the kernel, so the layer is resident once, not twice (SDXL, rank-16 attention
-    /// LoRA: ~5 GB less RSS), at the price of page faults when the next swap reads the base again
-    /// (measured: SDXL hit swap 0.98 -> 1.40 s, SD1.5 72 -> 92 ms). Off by default: those pages are
-    /// clean page cache the kernel reclaims under pressure anyway; the swap time is the product.
+    /// pages back to the kernel right after each fuse, so the layer is resident once, not twice,
+    /// also between swaps without a render (a render does it anyway for UNet layers while it
+    /// denoises: `releaseIdleWeightPages`), at the price of page faults when the next swap reads
+    /// the base again (measured: SDXL hit swap 0.98 -> 1.40 s, SD1.5 72 -> 92 ms). Off by default.
     public var releaseFusedBasePages = false
     /// A render hands the memory-mapped F32 weight pages of idle components back to the kernel: the
-    /// text encoders once the prompt is encoded, the UNet before the VAE decode (they read back from
-    /// the page cache at their next use). HOTSWAP_RELEASE_IDLE_WEIGHTS=0 keeps them resident.
+    /// text encoders once the prompt is encoded, the bases of fused UNet layers while it denoises,
+    /// the UNet before the VAE decode (they read back from the page cache at their next use).
+    /// HOTSWAP_RELEASE_IDLE_WEIGHTS=0 keeps them resident.
     public var releaseIdleWeightPages = true
     /// Bytes of fused LoRA weights kept for adapter sets that were active before, so that swapping
     /// back to one installs its weights without fusing anything (newest kept first). 1 GiB holds two
