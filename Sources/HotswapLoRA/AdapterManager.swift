@@ -302,22 +302,22 @@ public final class AdapterManager: @unchecked Sendable {
         return report
     }
 
-    /// Forgets a file's parsed copy (deleted or replaced on disk). The active set keeps working
-    /// (its weights are applied already); the next swap that wants the file reads it again.
+    /// Forgets a file's parsed copy and the fused weights kept from it (deleted or replaced on
+    /// disk). The active set keeps working (its weights are applied already); the next swap that
+    /// wants the file reads it again.
     public func evict(name: String) {
         lock.lock(); defer { lock.unlock() }
         defer { publish() }
         // By path (the file may be gone already, so no resolving), else by name in the adapters directory.
         let asPath = AdapterManager.canonicalPath(URL(fileURLWithPath: name))
         let directory = adaptersDirectory.map { AdapterManager.canonicalPath($0) }
-        for path in cache.paths {
+        func named(_ path: String) -> Bool {
             let parent = (path as NSString).deletingLastPathComponent
-            if path == asPath || (!name.contains("/") && parent == directory
-                                  && AdapterManager.displayName(path) == AdapterManager.displayName(name)) {
-                cache.remove(path)
-                retained.removeAll { $0.paths.contains(path) }
-            }
+            return path == asPath || (!name.contains("/") && parent == directory
+                                      && AdapterManager.displayName(path) == AdapterManager.displayName(name))
         }
+        for path in cache.paths where named(path) { cache.remove(path) }
+        retained.removeAll { $0.paths.contains(where: named) }
     }
 
     /// Keeps `set`'s fused weights for a later swap back, dropping the oldest kept sets beyond

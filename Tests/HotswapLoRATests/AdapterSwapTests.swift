@@ -129,13 +129,16 @@ import HotswapPipeline
         #expect(kept.hashes[0] == kept.hashes[2] && kept.hashes[1] == kept.hashes[3] && kept.hashes[0] != kept.hashes[1])
         #expect(try run(cacheBytes: 1).reused.allSatisfy { !$0 })  // smaller than any set: nothing kept
 
-        // evict(name:) drops the kept sets built from that file.
-        let (_, manager) = try makeManager()
-        try manager.activate(a)
-        try manager.activate(b)
-        manager.evict(name: "peft_attn")
-        let again = try manager.activate(a)
-        #expect(again.cache == .miss && !again.reusedFusedWeights)
+        // evict(name:) drops the kept sets built from that file, also when the adapter cache (here:
+        // too small to hold any file) no longer has it.
+        for limit in [64 << 20, 1024] {
+            let (_, manager) = try makeManager(limit: limit)
+            try manager.activate(a)
+            try manager.activate(b)
+            manager.evict(name: "peft_attn")
+            let again = try manager.activate(a)
+            #expect(again.cache == .miss && !again.reusedFusedWeights, "adapter cache limit \(limit)")
+        }
     }
 
     @Test func runtimeModeLeavesWeightsAlone() throws {
