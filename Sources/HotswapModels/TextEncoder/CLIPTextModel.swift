@@ -112,21 +112,30 @@ public final class CLIPTextModel {
         for (i, layer) in layers.enumerated() {
             if i == captureAfter { captured = h }
             if i >= captureAfter && textProjection == nil { break }  // nothing after it is used
-            h = layer(h)
+            // The pooled output reads the last layer at the end-of-text tokens only.
+            h = i == layers.count - 1 ? layer(h, onlyAt: eosPositions(ids)) : layer(h)
         }
         guard let textProjection else { return (captured, nil) }
-        let normed = finalLayerNorm(h)
-        let batch = ids.count, tokens = ids[0].count, hidden = config.hiddenSize
-        let rows = Tensor(uninitialized: [batch, hidden])
-        for b in 0..<batch {
-            // transformers: the eos position is argmax(ids) when eos_token_id == 2 (legacy configs,
-            // where <|endoftext|> has the largest id), else the first eos_token_id.
-            let eos = config.eosTokenId == 2
-                ? ids[b].indices.max { ids[b][$0] < ids[b][$1] || (ids[b][$0] == ids[b][$1] && $0 > $1) } ?? 0
-                : ids[b].firstIndex(of: config.eosTokenId) ?? 0
-            (rows.data + b * hidden).update(from: normed.data + (b * tokens + eos) * hidden, count: hidden)
+        if layers.isEmpty {
+            let (batch, tokens, hidden) = (ids.count, ids[0].count, config.hiddenSize)
+            let rows = Tensor(uninitialized: [batch, hidden])
+            for (b, eos) in eosPositions(ids).enumerated() {
+                (rows.data + b * hidden).update(from: h.data + (b * tokens + eos) * hidden, count: hidden)
+            }
+            h = rows
         }
-        return (captured, textProjection(rows))
+        return (captured, textProjection(finalLayerNorm(h)))
+    }
+
+    /// Per batch item, the end-of-text position the pooled output reads. transformers: argmax(ids)
+    /// when eos_token_id == 2 (legacy configs, where <|endoftext|> has the largest id), else the
+    /// first eos_token_id.
+    func eosPositions(_ ids: [[Int]]) -> [Int] {
+        ids.map { row in
+            config.eosTokenId == 2
+                ? row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) } ?? 0
+                : row.firstIndex(of: config.eosTokenId) ?? 0
+        }
     }
 
     /// Token and position embeddings [batch, tokens, hidden].
@@ -166,6 +175,40 @@ final class CLIPEncoderLayer {
         layerNorm2 = LayerNorm(p, path("layer_norm2"), features: hidden, epsilon: config.layerNormEps)
         fc1 = Linear(p, path("mlp")("fc1"), inFeatures: hidden, outFeatures: config.intermediateSize)
         fc2 = Linear(p, path("mlp")("fc2"), inFeatures: config.intermediateSize, outFeatures: hidden)
+    }
+
+    /// The layer's output at one position per batch item, [batch, hidden], for a last layer read
+    /// only there (the pooled output): keys and values from every position up to it (the mask is
+    /// causal), everything else for that row alone. bigG: ~2% of the encoder's work saved.
+    func callAsFunction(_ x: Tensor, onlyAt positions: [Int]) -> Tensor {
+        let (batch, tokens, hidden) = (x.shape[0], x.shape[1], x.shape[2])
+        let normed = layerNorm1(x)
+        let (keys, values) = (kProj(normed), vProj(normed))
+        let (rows, residual) = (Tensor(uninitialized: [batch, 1, hidden]), Tensor(uninitialized: [batch, 1, hidden]))
+        for (b, p) in positions.enumerated() {
+            (rows.data + b * hidden).update(from: normed.data + (b * tokens + p) * hidden, count: hidden)
+            (residual.data + b * hidden).update(from: x.data + (b * tokens + p) * hidden, count: hidden)
+        }
+        let queries = qProj(rows)
+        let attended = Tensor(uninitialized: [batch, 1, hidden])
+        for (b, p) in positions.enumerated() {
+            // One query at position p sees keys 0...p: the causal row, unmasked.
+            let visible = p + 1
+            let (k, v, q) = (Tensor(uninitialized: [1, visible, hidden]), Tensor(uninitialized: [1, visible, hidden]),
+                             Tensor(uninitialized: [1, 1, hidden]))
+            k.data.update(from: keys.data + b * tokens * hidden, count: visible * hidden)
+            v.data.update(from: values.data + b * tokens * hidden, count: visible * hidden)
+            q.data.update(from: queries.data + b * hidden, count: hidden)
+            let a = Attention.scaledDotProduct(query: q, key: k, value: v, heads: heads)
+            (attended.data + b * hidden).update(from: a.data, count: hidden)
+        }
+        let h = outProj(attended)
+        h.addInPlace(residual)
+        let inner = fc1(layerNorm2(h))
+        activation.apply(inner.data, count: inner.count)
+        let out = fc2(inner)
+        out.addInPlace(h)
+        return out.reshaped([batch, hidden])
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
