@@ -155,9 +155,6 @@ public final class UNet2DConditionModel {
     /// Whether the model needs `added` (SDXL's text_time conditioning).
     public var takesAddedConditions: Bool { addEmbedding != nil }
 
-    /// sample [batch, in, h, w], timestep (same for the whole batch), context [batch, tokens, dim]
-    /// -> noise prediction [batch, out, h, w]. `added`: SDXL's pooled text and time ids, required
-    /// exactly when `takesAddedConditions`.
     /// A private copy of the last context: equal contexts (every step of a render) are replaced by
     /// it, so that a storage's identity means its contents to the cross-attention key/value cache
     /// (`AttentionBlock`): nobody else can write into this copy.
@@ -173,6 +170,9 @@ public final class UNet2DConditionModel {
         return copy
     }
 
+    /// sample [batch, in, h, w], timestep (same for the whole batch), context [batch, tokens, dim]
+    /// -> noise prediction [batch, out, h, w]. `added`: SDXL's pooled text and time ids, required
+    /// exactly when `takesAddedConditions`.
     public func callAsFunction(_ sample: Tensor, timestep: Float, context: Tensor, added: AddedConditions? = nil) -> Tensor {
         let context = canonicalContext(context)
         let batch = sample.shape[0]
