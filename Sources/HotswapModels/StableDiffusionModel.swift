@@ -202,14 +202,12 @@ public final class StableDiffusionModel {
             for encoder in [textEncoder] + (secondText.map { [$0.encoder] } ?? []) {
                 for linear in encoder.linears.values { linear.baseWeight.storage.releaseResidentPages() }
             }
-        case .unet:
-            for linear in unet.linears.values { linear.baseWeight.storage.releaseResidentPages() }
-            for conv in unet.convolutions.values { conv.baseWeight.storage.releaseResidentPages() }
-        case .unetFusedBases:
-            for linear in unet.linears.values where linear.weight.storage !== linear.baseWeight.storage {
+        case .unet, .unetFusedBases:
+            let all = component == .unet
+            for linear in unet.linears.values where all || linear.weight.storage !== linear.baseWeight.storage {
                 linear.baseWeight.storage.releaseResidentPages()
             }
-            for conv in unet.convolutions.values where conv.weight.storage !== conv.baseWeight.storage {
+            for conv in unet.convolutions.values where all || conv.weight.storage !== conv.baseWeight.storage {
                 conv.baseWeight.storage.releaseResidentPages()
             }
         }

@@ -202,21 +202,20 @@ final class CLIPEncoderLayer {
             let a = Attention.scaledDotProduct(query: q, key: k, value: v, heads: heads)
             (attended.data + b * hidden).update(from: a.data, count: hidden)
         }
-        let h = outProj(attended)
-        h.addInPlace(residual)
-        let inner = fc1(layerNorm2(h))
-        activation.apply(inner.data, count: inner.count)
-        let out = fc2(inner)
-        out.addInPlace(h)
-        return out.reshaped([batch, hidden])
+        return outputs(attended: attended, residual: residual).reshaped([batch, hidden])
     }
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let normed = layerNorm1(x)
         let attended = Attention.scaledDotProduct(query: qProj(normed), key: kProj(normed), value: vProj(normed),
                                                   heads: heads, causal: true)
+        return outputs(attended: attended, residual: x)
+    }
+
+    /// out_proj + residual, then the MLP block with its residual.
+    private func outputs(attended: Tensor, residual: Tensor) -> Tensor {
         let h = outProj(attended)
-        h.addInPlace(x)
+        h.addInPlace(residual)
         let inner = fc1(layerNorm2(h))
         activation.apply(inner.data, count: inner.count)
         let out = fc2(inner)
