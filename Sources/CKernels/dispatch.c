@@ -32,6 +32,8 @@ DECLARE(void, hs_winograd_f43_input, (const float *src, ptrdiff_t C, ptrdiff_t H
 DECLARE(void, hs_winograd_f43_output, (const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
                                        ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst,
                                        float *scratch))
+DECLARE(void, hs_sgemm_few_columns, (const float *w, ptrdiff_t ldw, const float *cols, ptrdiff_t ldc,
+                                     float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t P))
 DECLARE(void, hs_attention, (const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
                              ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo,
                              float *scratch))
@@ -105,4 +107,8 @@ void hs_winograd_f43_input(const float *src, ptrdiff_t C, ptrdiff_t H, ptrdiff_t
 void hs_winograd_f43_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t W, ptrdiff_t tileRow0,
                             ptrdiff_t tileRows, ptrdiff_t xiStride, const float *bias, float *dst, float *scratch) {
     DISPATCH(hs_winograd_f43_output, (M, K, H, W, tileRow0, tileRows, xiStride, bias, dst, scratch))
+}
+void hs_sgemm_few_columns(const float *w, ptrdiff_t ldw, const float *cols, ptrdiff_t ldc,
+                          float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t P) {
+    DISPATCH(hs_sgemm_few_columns, (w, ldw, cols, ldc, out, ldo, rows, K, P))
 }

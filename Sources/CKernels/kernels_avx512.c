@@ -4,4 +4,5 @@
 #include "kernels_impl.h"
 #include "winograd_impl.h"
 #include "attention_impl.h"
+#include "few_columns_impl.h"
 #pragma clang attribute pop

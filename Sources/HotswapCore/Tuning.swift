@@ -19,6 +19,14 @@ public struct Tuning: Sendable, Equatable {
     public var winogradChunkFloats = 8 << 20
     /// im2col column buffer bound, in floats: 16 M floats = 64 MB.
     public var convolutionMaxColumnFloats = 16 << 20
+    /// Convolutions whose product has at most this many output positions (batch x H x W: the
+    /// UNet's 16x16, 8x8 and 4x4 levels at 256 and 512) compute [positions, outC] and transpose it
+    /// into NCHW: OpenBLAS runs the weight-times-columns product with few columns at 33-84 GFLOPS
+    /// on 2 Zen 3 cores, the transposed one at 57-113 (docs/PERFORMANCE.md). HOTSWAP_CONV_TRANSPOSED_MAX_POSITIONS; 0, never.
+    public var convolutionTransposedMaxPositions = 256
+    /// Convolutions with at most this many output positions (a 4x4 map, batch 1 or 2) run on
+    /// hs_sgemm_few_columns instead (AVX2 and AVX-512 CPUs). HOTSWAP_CONV_FEW_COLUMNS_MAX_POSITIONS; 0, never.
+    public var convolutionFewColumnsMaxPositions = 32
     /// Upper bound on attention's score scratch (floats): 4 M floats = 16 MB. HOTSWAP_ATTENTION_SCORE_FLOATS.
     public var attentionMaxScoreFloats = 4 << 20
     /// Attention (batch, head) pairs spread over the BLAS threads, each with single-threaded sgemm.
@@ -57,6 +65,8 @@ public struct Tuning: Sendable, Equatable {
         integer("HOTSWAP_WINOGRAD_MIN_TILES", &tuning.winogradMinimumTiles)
         integer("HOTSWAP_WINOGRAD_F43_MIN_TILES", &tuning.winogradMinimumLargeTiles)
         integer("HOTSWAP_WINOGRAD_CHUNK_FLOATS", &tuning.winogradChunkFloats, accept: { $0 > 0 })
+        integer("HOTSWAP_CONV_TRANSPOSED_MAX_POSITIONS", &tuning.convolutionTransposedMaxPositions)
+        integer("HOTSWAP_CONV_FEW_COLUMNS_MAX_POSITIONS", &tuning.convolutionFewColumnsMaxPositions)
         integer("HOTSWAP_ATTENTION_SCORE_FLOATS", &tuning.attentionMaxScoreFloats, accept: { $0 > 0 })
         var fusedCacheMB = tuning.fusedSetCacheBytes >> 20
         integer("HOTSWAP_FUSED_CACHE_MB", &fusedCacheMB, accept: { $0 >= 0 && $0 < 1 << 30 })

@@ -58,6 +58,46 @@ import Testing
         expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: 1), rtol: 1e-5)
     }
 
+    /// Every product path of a convolution (weight x columns, transposed, hs_sgemm_few_columns),
+    /// each forced by its tuning: one image and a batch (one product for both), 3x3 at stride 1
+    /// and 2, 1x1; positions off the vector width, output channels off the 12-row tile and under it.
+    @Test(arguments: [(1, 3, 1, 1), (2, 3, 1, 1), (1, 3, 2, 1), (2, 3, 2, 1), (1, 1, 1, 0), (2, 1, 1, 0)],
+          [(0, 0), (1 << 20, 0), (0, 1 << 20)])
+    func conv2dProductPaths(layer: (batch: Int, kernel: Int, stride: Int, padding: Int),
+                            limits: (transposed: Int, fewColumns: Int)) {
+        for (outChannels, height, width) in [(29, 5, 3), (7, 4, 4), (40, 6, 7)] {
+            let x = random([layer.batch, 9, height, width], seed: 41)
+            let w = random([outChannels, 9, layer.kernel, layer.kernel], seed: 42)
+            let b = random([outChannels], seed: 43)
+            let shape = Conv2dShape(inChannels: 9, outChannels: outChannels, kernelHeight: layer.kernel,
+                                    kernelWidth: layer.kernel, stride: layer.stride, padding: layer.padding)
+            var tuning = Tuning.current
+            tuning.convolutionTransposedMaxPositions = limits.transposed
+            tuning.convolutionFewColumnsMaxPositions = limits.fewColumns
+            let y = Tuning.$current.withValue(tuning) { Convolution.conv2d(x, weight: w, bias: b, shape: shape) }
+            expectClose(y.scalars, naiveConv(x, w, b, stride: layer.stride, padding: layer.padding), rtol: 1e-5)
+        }
+    }
+
+    /// hs_sgemm_few_columns itself, called directly (so the baseline instantiation is covered too
+    /// under HOTSWAP_ISA=baseline): NaN in the padding lanes must not reach the result.
+    @Test(arguments: [(1, 1, 1), (12, 37, 16), (29, 300, 5), (25, 1100, 33), (13, 70, 32)])
+    func fewColumnsProductMatchesAPlainLoop(rows: Int, reduction: Int, positions: Int) {
+        let stride = Convolution.fewColumnsStride(positions)
+        let w = random([rows, reduction], seed: 51), columns = random([reduction, stride], seed: 52)
+        for k in 0..<reduction { for p in positions..<stride { columns.data[k * stride + p] = .nan } }
+        var expected = [Float](repeating: 0, count: rows * positions)
+        for o in 0..<rows { for p in 0..<positions {
+            var s = 0.0
+            for k in 0..<reduction { s += Double(w.data[o * reduction + k]) * Double(columns.data[k * stride + p]) }
+            expected[o * positions + p] = Float(s)
+        }}
+        let out = Tensor(zeros: [rows, positions])
+        Convolution.multiplyFewColumns(weight: w.data, columns: columns.data, columnStride: stride, outChannels: rows,
+                                       reduction: reduction, positions: positions, into: out.data)
+        expectClose(out.scalars, expected, rtol: 1e-5)
+    }
+
     /// Large enough for the unfold to be split across workers.
     /// The LoRA fuse kernel against a plain loop: row counts off the 4-row tile, columns off the
     /// vector width and past the 1024-column block, in place (base == out) and not, streamed or not.

@@ -34,6 +34,12 @@ void hs_group_norm(const float *x, float *y, ptrdiff_t batch, ptrdiff_t channels
 void hs_layer_norm(const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
                    const float *gamma, const float *beta, float epsilon);
 
+/// out[o * ldo + p] = sum over k < K of w[o * ldw + k] * cols[k * ldc + p], for o < rows, p < P
+/// (few_columns_impl.h): the product of a convolution on a small feature map. cols' rows must be
+/// readable up to P rounded up to 16 floats (ldc >= that); the lanes past P are ignored.
+void hs_sgemm_few_columns(const float *w, ptrdiff_t ldw, const float *cols, ptrdiff_t ldc,
+                          float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t P);
+
 /// Winograd F(2x2, 3x3) (winograd_impl.h). U[16][K][C] = G g G^T for w: [K][C][3][3].
 void hs_winograd_f23_weights(const float *w, ptrdiff_t K, ptrdiff_t C, float *U);
 /// Input tiles of tile rows [tileRow0, tileRow0 + tileRows) of C channel planes src: [C][H][W] (padding 1):
