@@ -10,11 +10,11 @@
 // panel's padding) get score -inf. Query rows go in blocks of ATT_QB, so one key block (K and V, ~90 kB
 // at d = 40) is reused from cache by ATT_QB / ATT_R micro-tiles of ATT_R rows.
 
-#define ATT_R (VW >= 16 ? 8 : 4)   // query rows per micro-tile
+#define ATT_R (VW >= 16 ? 8 : VW == 8 ? 6 : 4)  // query rows per micro-tile (AVX2: 12 of 16 registers accumulate)
 #define ATT_KP (2 * VW)            // keys per score micro-tile and per packed K panel
 #define ATT_DV (VW >= 16 ? 3 : 2)  // output vectors per P V micro-tile
 #define ATT_BK 256                 // keys per block (a multiple of ATT_KP)
-#define ATT_QB 64                  // query rows per block (a multiple of ATT_R)
+#define ATT_QB (ATT_R == 6 ? 72 : 64)  // query rows per block (a multiple of ATT_R)
 // Output channels are padded to whole vectors, except that 16-wide vectors may end in one 8-wide half
 // (SD 1.x's 40-channel heads: 2.5 vectors; padding them to 48 was 20% more P V work).
 #if VW >= 16

@@ -88,10 +88,10 @@ void hs_winograd_f23_output(const float *M, ptrdiff_t K, ptrdiff_t H, ptrdiff_t 
     DISPATCH(hs_winograd_f23_output, (M, K, H, W, tileRow0, tileRows, xiStride, bias, dst, scratch))
 }
 
-// The widest kernel's needs (VW 16: keys padded to 32, channels to 16, 8-row score tile, 64-row block).
+// Enough for every kernel (VW 16: keys padded to 32, channels to 16, 8-row score tile; AVX2's block of 72 rows).
 ptrdiff_t hs_attention_scratch_floats(ptrdiff_t Lk, ptrdiff_t d) {
     const ptrdiff_t keys = (Lk + 31) / 32 * 32, padded = (d + 15) / 16 * 16;
-    return keys * d + keys * padded + 8 * 256 + 64 * padded + 2 * 64;
+    return keys * d + keys * padded + 8 * 256 + 72 * padded + 2 * 72;
 }
 void hs_attention(const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
                   ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo, float *scratch) {
