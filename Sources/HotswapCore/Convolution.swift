@@ -51,7 +51,7 @@ public enum Convolution {
         /// One sgemm into NCHW: wide feature maps.
         case weightTimesColumns
         /// [positions, outC] by sgemm, then transposed: OpenBLAS runs weight x columns with few
-        /// columns at 33-84 GFLOPS on 2 Zen 3 cores, this orientation at 57-113.
+        /// columns at 28-85 GFLOPS on 2 Zen 3 cores, this orientation at 47-114 (docs/PERFORMANCE.md).
         case transposed
         /// hs_sgemm_few_columns (CKernels/few_columns_impl.h): 4x4 maps, 75-87 GFLOPS there.
         case fewColumns
