@@ -3,7 +3,7 @@
 // kernels_impl.h (which defines v16f, load, store, splat, INLINE).
 //
 // OpenBLAS packs both operands for every call and is tuned for wide products: with 16 columns
-// it runs [1280 x 11520] x [11520 x 16] at 33-55 GFLOPS on 2 Zen 3 cores, either orientation.
+// it runs [1280 x 11520] x [11520 x 16] at 35-66 GFLOPS on 2 Zen 3 cores, either orientation.
 // Here the weight is read once, straight from its rows, and each tile keeps R rows x V vectors
 // of the output in registers: 75-87 GFLOPS on the same shapes (docs/PERFORMANCE.md).
 

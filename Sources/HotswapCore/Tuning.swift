@@ -21,8 +21,8 @@ public struct Tuning: Sendable, Equatable {
     public var convolutionMaxColumnFloats = 16 << 20
     /// Convolutions whose product has at most this many output positions (batch x H x W: the
     /// UNet's 16x16, 8x8 and 4x4 levels at 256 and 512) compute [positions, outC] and transpose it
-    /// into NCHW: OpenBLAS runs the weight-times-columns product with few columns at 33-84 GFLOPS
-    /// on 2 Zen 3 cores, the transposed one at 57-113 (docs/PERFORMANCE.md). HOTSWAP_CONV_TRANSPOSED_MAX_POSITIONS; 0, never.
+    /// into NCHW: OpenBLAS runs the weight-times-columns product with few columns at 28-85 GFLOPS
+    /// on 2 Zen 3 cores, the transposed one at 47-114 (docs/PERFORMANCE.md). HOTSWAP_CONV_TRANSPOSED_MAX_POSITIONS; 0, never.
     public var convolutionTransposedMaxPositions = 256
     /// Convolutions with at most this many output positions (a 4x4 map, batch 1 or 2) run on
     /// hs_sgemm_few_columns instead (AVX2 and AVX-512 CPUs). HOTSWAP_CONV_FEW_COLUMNS_MAX_POSITIONS; 0, never.
