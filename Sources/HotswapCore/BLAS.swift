@@ -14,6 +14,19 @@ public enum BLAS {
                              c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
         _ = idleThreadsSleep
+        // A product of at most 4 rows (the time-embedding projections: one row per image) runs as
+        // one sgemv per row: sgemm packs the whole of B even for a single row, ~2 GFLOPS here.
+        if m <= 4 && !transA {
+            for row in 0..<m {
+                let y = c + row * ldc
+                // beta 0 means "y need not be set": zero it, so stale NaN in a pooled buffer cannot leak.
+                if beta == 0 { y.update(repeating: 0, count: n) }
+                cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans,
+                            Int32(transB ? n : k), Int32(transB ? k : n),
+                            alpha, b, Int32(ldb), a + row * lda, 1, beta, y, 1)
+            }
+            return
+        }
         // Small products finish before a second BLAS thread is even scheduled; threading them only
         // adds a barrier (and, on a busy machine, a scheduler quantum per call).
         let singleThreaded = m * n * k < Tuning.current.smallProductMACs && configuredThreads > 1
@@ -25,17 +38,6 @@ public enum BLAS {
                     Int32(m), Int32(n), Int32(k),
                     alpha, a, Int32(lda), b, Int32(ldb),
                     beta, c, Int32(ldc))
-    }
-
-    /// y[rows] = A[rows, columns] x[columns] (row-major A with leading dimension lda): a product with
-    /// one input row (the resnets' time-embedding projections), which sgemm runs at ~2 GFLOPS here
-    /// because it packs the whole weight for a single row; sgemv streams it once.
-    @inline(__always)
-    public static func sgemv(rows: Int, columns: Int, a: UnsafePointer<Float>, lda: Int,
-                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        guard rows > 0 else { return }
-        _ = idleThreadsSleep
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns), 1, a, Int32(lda), x, 1, 0, y, 1)
     }
 
     /// OpenBLAS' worker threads busy-wait for 2^28 cycles (~0.1 s) after each product before they sleep.

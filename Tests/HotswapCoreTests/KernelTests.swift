@@ -58,6 +58,31 @@ import Testing
         expectClose(y.scalars, naiveConv(x, w, b, stride: stride, padding: 1), rtol: 1e-5)
     }
 
+    /// BLAS.sgemm against a plain loop, across its one-sgemv-per-row path (m <= 4) and plain sgemm
+    /// (m = 5): B transposed or not, alpha and beta, padded leading dimensions, and beta 0 over a
+    /// C full of NaN (which must not leak into the result).
+    @Test(arguments: [1, 2, 4, 5], [false, true])
+    func sgemmMatchesAPlainLoop(m: Int, transB: Bool) {
+        let (n, k, lda, ldc) = (37, 53, 60, 40)
+        let ldb = transB ? k + 2 : n + 3
+        let a = random([m, lda], seed: 61), b = random([transB ? n : k, ldb], seed: 62)
+        for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1)] {
+            let c = random([m, ldc], seed: 63)
+            if beta == 0 { for i in 0..<c.count { c.data[i] = .nan } }
+            var expected = c.scalars
+            for i in 0..<m { for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k { s += Double(a.data[i * lda + p]) * Double(transB ? b.data[j * ldb + p] : b.data[p * ldb + j]) }
+                expected[i * ldc + j] = Float(Double(alpha) * s) + (beta == 0 ? 0 : beta * c.data[i * ldc + j])
+            }}
+            BLAS.sgemm(transB: transB, m: m, n: n, k: k, alpha: alpha, a: a.data, lda: lda, b: b.data, ldb: ldb,
+                       beta: beta, c: c.data, ldc: ldc)
+            for i in 0..<m {
+                expectClose(Array(c.scalars[(i * ldc)..<(i * ldc + n)]), Array(expected[(i * ldc)..<(i * ldc + n)]), rtol: 1e-5)
+            }
+        }
+    }
+
     /// Every product path of a convolution (weight x columns, transposed, hs_sgemm_few_columns),
     /// each forced by its tuning: one image and a batch (one product for both), 3x3 at stride 1
     /// and 2, 1x1; positions off the vector width, output channels off the 12-row tile and under it.

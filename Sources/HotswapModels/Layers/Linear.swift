@@ -41,16 +41,9 @@ public final class Linear {
 
     func forward(_ x: Tensor, rows: Int) -> Tensor {
         let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
-        if rows <= 4 {  // time embeddings (one row per image): sgemv per row, see BLAS.sgemv
-            for r in 0..<rows {
-                BLAS.sgemv(rows: outFeatures, columns: inFeatures, a: weight.data, lda: inFeatures,
-                           x: x.data + r * inFeatures, y: y.data + r * outFeatures)
-            }
-        } else {
-            BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
-                       a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
-                       c: y.data, ldc: outFeatures)
-        }
+        BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
+                   a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
+                   c: y.data, ldc: outFeatures)
         if let bias { Elementwise.addRowBias(y.data, bias: bias.data, rows: rows, columns: outFeatures) }
         for delta in runtimeAdapters { delta.apply(x.data, rows: rows, into: y.data) }
         return y
