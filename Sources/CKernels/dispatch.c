@@ -34,6 +34,14 @@ DECLARE(void, hs_winograd_f43_output, (const float *M, ptrdiff_t K, ptrdiff_t H,
                                        float *scratch))
 DECLARE(void, hs_sgemm_few_columns, (const float *w, ptrdiff_t ldw, const float *cols, ptrdiff_t ldc,
                                      float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t P))
+DECLARE(void, hs_linear_pack_x, (const float *x, ptrdiff_t ldx, ptrdiff_t M, ptrdiff_t K, float *xp,
+                                  ptrdiff_t panel0, ptrdiff_t panel1))
+DECLARE(void, hs_linear_product, (const float *xp, ptrdiff_t M, ptrdiff_t K, const float *w, ptrdiff_t ldw,
+                                   const float *bias, float *y, ptrdiff_t ldy, ptrdiff_t n0, ptrdiff_t n1,
+                                   float *scratch))
+DECLARE(ptrdiff_t, hs_linear_packed_x_floats, (ptrdiff_t M, ptrdiff_t K))
+DECLARE(ptrdiff_t, hs_linear_panels, (ptrdiff_t M))
+DECLARE(ptrdiff_t, hs_linear_scratch_floats, (ptrdiff_t M))
 DECLARE(void, hs_attention, (const float *q, ptrdiff_t ldq, const float *k, const float *v, ptrdiff_t ldkv,
                              ptrdiff_t Lq, ptrdiff_t Lk, ptrdiff_t d, float scale, float *o, ptrdiff_t ldo,
                              float *scratch))
@@ -57,7 +65,20 @@ int hs_isa_level(void) { return isa_level(); }
 #define DISPATCH(name, args) \
     switch (isa_level()) { case 2: name##_avx512 args; return; case 1: name##_avx2 args; return; default: name##_baseline args; return; }
 
+#define DISPATCH_VALUE(name, args) \
+    switch (isa_level()) { case 2: return name##_avx512 args; case 1: return name##_avx2 args; default: return name##_baseline args; }
+
 void hs_exp(float *x, ptrdiff_t n) { DISPATCH(hs_exp, (x, n)) }
+void hs_linear_pack_x(const float *x, ptrdiff_t ldx, ptrdiff_t M, ptrdiff_t K, float *xp, ptrdiff_t panel0, ptrdiff_t panel1) {
+    DISPATCH(hs_linear_pack_x, (x, ldx, M, K, xp, panel0, panel1))
+}
+void hs_linear_product(const float *xp, ptrdiff_t M, ptrdiff_t K, const float *w, ptrdiff_t ldw, const float *bias,
+                       float *y, ptrdiff_t ldy, ptrdiff_t n0, ptrdiff_t n1, float *scratch) {
+    DISPATCH(hs_linear_product, (xp, M, K, w, ldw, bias, y, ldy, n0, n1, scratch))
+}
+ptrdiff_t hs_linear_packed_x_floats(ptrdiff_t M, ptrdiff_t K) { DISPATCH_VALUE(hs_linear_packed_x_floats, (M, K)) }
+ptrdiff_t hs_linear_panels(ptrdiff_t M) { DISPATCH_VALUE(hs_linear_panels, (M)) }
+ptrdiff_t hs_linear_scratch_floats(ptrdiff_t M) { DISPATCH_VALUE(hs_linear_scratch_floats, (M)) }
 void hs_silu(float *x, ptrdiff_t n) { DISPATCH(hs_silu, (x, n)) }
 void hs_lowrank_fuse(const float *base, const float *up, const float *down, float *out,
                      ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t rank, float scale, int streaming) {

@@ -5,4 +5,5 @@
 #include "winograd_impl.h"
 #include "attention_impl.h"
 #include "few_columns_impl.h"
+#include "linear_product_impl.h"
 #pragma clang attribute pop

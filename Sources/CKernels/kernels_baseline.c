@@ -4,3 +4,4 @@
 #include "winograd_impl.h"
 #include "attention_impl.h"
 #include "few_columns_impl.h"
+#include "linear_product_impl.h"

@@ -27,6 +27,11 @@ public struct Tuning: Sendable, Equatable {
     /// Convolutions with at most this many output positions (a 4x4 map, batch 1 or 2) run on
     /// hs_sgemm_few_columns instead (AVX2 and AVX-512 CPUs). HOTSWAP_CONV_FEW_COLUMNS_MAX_POSITIONS; 0, never.
     public var convolutionFewColumnsMaxPositions = 32
+    /// Linear layers with this many rows (tokens x batch) run on hs_linear_product instead of
+    /// OpenBLAS: the text encoders' 77 and 154 rows measured 1.04-1.32x OpenBLAS' speed on 2 Zen 3
+    /// cores, 64 and fewer or 256 and more rows level or slower (docs/PERFORMANCE.md).
+    /// HOTSWAP_LINEAR_KERNEL_ROWS=LOW-HIGH (e.g. 65-192); 0, never.
+    public var linearKernelRows: ClosedRange<Int>? = 65...192
     /// Upper bound on attention's score scratch (floats): 4 M floats = 16 MB. HOTSWAP_ATTENTION_SCORE_FLOATS.
     public var attentionMaxScoreFloats = 4 << 20
     /// Attention (batch, head) pairs spread over the BLAS threads, each with single-threaded sgemm.
@@ -68,6 +73,11 @@ public struct Tuning: Sendable, Equatable {
         integer("HOTSWAP_CONV_TRANSPOSED_MAX_POSITIONS", &tuning.convolutionTransposedMaxPositions)
         integer("HOTSWAP_CONV_FEW_COLUMNS_MAX_POSITIONS", &tuning.convolutionFewColumnsMaxPositions)
         integer("HOTSWAP_ATTENTION_SCORE_FLOATS", &tuning.attentionMaxScoreFloats, accept: { $0 > 0 })
+        if let text = environment["HOTSWAP_LINEAR_KERNEL_ROWS"] {
+            let bounds = text.split(separator: "-").compactMap { Int($0) }
+            if text == "0" { tuning.linearKernelRows = nil }
+            else if bounds.count == 2, bounds[0] >= 1, bounds[0] <= bounds[1] { tuning.linearKernelRows = bounds[0]...bounds[1] }
+        }
         var fusedCacheMB = tuning.fusedSetCacheBytes >> 20
         integer("HOTSWAP_FUSED_CACHE_MB", &fusedCacheMB, accept: { $0 >= 0 && $0 < 1 << 30 })
         tuning.fusedSetCacheBytes = fusedCacheMB << 20

@@ -104,6 +104,34 @@ import Testing
         }
     }
 
+    /// hs_linear_product (forced for every row count) and the OpenBLAS path against a plain loop:
+    /// rows off the x panel, outputs off the 6-row tile and the 96-row block, split over threads,
+    /// reductions below, at and past the 256-column k block; with and without bias, into a buffer
+    /// of NaN (every output must be written, none beyond).
+    @Test(arguments: [(1, 1, 1, true), (17, 300, 13, false), (77, 513, 97, true), (154, 768, 200, true),
+                      (33, 256, 6, false), (5, 1000, 1, true), (64, 40, 193, true)])
+    func linearProductMatchesAPlainLoop(rows: Int, inFeatures: Int, outFeatures: Int, withBias: Bool) {
+        let x = random([rows, inFeatures], seed: 61), w = random([outFeatures, inFeatures], seed: 62)
+        let bias = withBias ? random([outFeatures], seed: 63) : nil
+        var expected = [Float](repeating: 0, count: rows * outFeatures)
+        for m in 0..<rows { for n in 0..<outFeatures {
+            var s = Double(bias?.data[n] ?? 0)
+            for k in 0..<inFeatures { s += Double(x.data[m * inFeatures + k]) * Double(w.data[n * inFeatures + k]) }
+            expected[m * outFeatures + n] = Float(s)
+        }}
+        for kernelRows in [1...Int.max, nil] as [ClosedRange<Int>?] {
+            var tuning = Tuning.current
+            tuning.linearKernelRows = kernelRows
+            let y = Tensor(shape: [rows * outFeatures + 1], values: [Float](repeating: .nan, count: rows * outFeatures + 1))
+            Tuning.$current.withValue(tuning) {
+                LinearProduct.compute(x: x.data, rows: rows, inFeatures: inFeatures, weight: w.data,
+                                      outFeatures: outFeatures, bias: bias?.data, into: y.data)
+            }
+            expectClose(Array(y.scalars.prefix(rows * outFeatures)), expected, rtol: 1e-5)
+            #expect(y.scalars.last!.isNaN, "wrote past the output")
+        }
+    }
+
     /// hs_sgemm_few_columns itself, called directly (so the baseline instantiation is covered too
     /// under HOTSWAP_ISA=baseline): NaN in the padding lanes must not reach the result.
     @Test(arguments: [(1, 1, 1), (12, 37, 16), (29, 300, 5), (25, 1100, 33), (13, 70, 32)])

@@ -25,6 +25,8 @@ public func relativeError(_ actual: [Float], _ expected: [Float]) -> Float {
     precondition(actual.count == expected.count, "\(actual.count) vs \(expected.count) elements")
     var maxDiff: Float = 0, maxRef: Float = 0
     for i in 0..<actual.count {
+        // max() drops a NaN operand: a NaN where the reference has a number is an infinite error.
+        if actual[i].isNaN != expected[i].isNaN { return .infinity }
         maxDiff = max(maxDiff, abs(actual[i] - expected[i]))
         maxRef = max(maxRef, abs(expected[i]))
     }

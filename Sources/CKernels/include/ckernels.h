@@ -40,6 +40,19 @@ void hs_layer_norm(const float *x, float *y, ptrdiff_t rows, ptrdiff_t columns,
 void hs_sgemm_few_columns(const float *w, ptrdiff_t ldw, const float *cols, ptrdiff_t ldc,
                           float *out, ptrdiff_t ldo, ptrdiff_t rows, ptrdiff_t K, ptrdiff_t P);
 
+/// y[m * ldy + n] = sum over k < K of x[m][k] * w[n * ldw + k] (+ bias[n]), for m < M and n in [n0, n1)
+/// (linear_product_impl.h): a torch Linear with tens to hundreds of rows. x is first packed by
+/// hs_linear_pack_x into xp (hs_linear_packed_x_floats(M, K) floats; its hs_linear_panels(M) panels
+/// may be packed in parts, in parallel); then each thread computes its own range of weight rows with
+/// its own scratch of hs_linear_scratch_floats(M) floats. No synchronisation between the ranges.
+void hs_linear_pack_x(const float *x, ptrdiff_t ldx, ptrdiff_t M, ptrdiff_t K, float *xp,
+                      ptrdiff_t panel0, ptrdiff_t panel1);
+void hs_linear_product(const float *xp, ptrdiff_t M, ptrdiff_t K, const float *w, ptrdiff_t ldw,
+                       const float *bias, float *y, ptrdiff_t ldy, ptrdiff_t n0, ptrdiff_t n1, float *scratch);
+ptrdiff_t hs_linear_packed_x_floats(ptrdiff_t M, ptrdiff_t K);
+ptrdiff_t hs_linear_panels(ptrdiff_t M);
+ptrdiff_t hs_linear_scratch_floats(ptrdiff_t M);
+
 /// Winograd F(2x2, 3x3) (winograd_impl.h). U[16][K][C] = G g G^T for w: [K][C][3][3].
 void hs_winograd_f23_weights(const float *w, ptrdiff_t K, ptrdiff_t C, float *U);
 /// Input tiles of tile rows [tileRow0, tileRow0 + tileRows) of C channel planes src: [C][H][W] (padding 1):

@@ -41,10 +41,8 @@ public final class Linear {
 
     func forward(_ x: Tensor, rows: Int) -> Tensor {
         let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outFeatures])
-        BLAS.sgemm(transB: true, m: rows, n: outFeatures, k: inFeatures,
-                   a: x.data, lda: inFeatures, b: weight.data, ldb: inFeatures,
-                   c: y.data, ldc: outFeatures)
-        if let bias { Elementwise.addRowBias(y.data, bias: bias.data, rows: rows, columns: outFeatures) }
+        LinearProduct.compute(x: x.data, rows: rows, inFeatures: inFeatures, weight: weight.data,
+                              outFeatures: outFeatures, bias: bias?.data, into: y.data)
         for delta in runtimeAdapters { delta.apply(x.data, rows: rows, into: y.data) }
         return y
     }
