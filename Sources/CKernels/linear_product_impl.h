@@ -6,8 +6,9 @@
 // rows that overhead is a large part of the call (docs/PERFORMANCE.md). Here x is packed once into
 // panels of LP_NR rows, then each thread owns a range of weight rows outright: it packs blocks of
 // them (LP_MC x LP_KC, kept in L2) and runs 6 x LP_NR register tiles over every x panel, with no
-// synchronisation until the end. Tiles accumulate over K in registers and leave through a small
-// transposing store, since a tile holds 6 weight rows (output columns) x LP_NR rows of x.
+// synchronisation until the end. A tile accumulates one k block in registers (between blocks in a
+// small scratch) and leaves through a transposing store: it holds 6 weight rows (output columns) x
+// LP_NR rows of x.
 
 #define LP_MR 6
 #define LP_NR (2 * VW)
@@ -25,7 +26,7 @@ INLINE void ISA(linear_tile)(const float *wp, const float *xp, ptrdiff_t kc, flo
     for (ptrdiff_t k = 0; k < kc; k++) {
         const v16f x0 = load(xp + LP_NR * k), x1 = load(xp + LP_NR * k + VW);
         for (int r = 0; r < LP_MR; r++) {
-            const v16f s = splat(wp[LP_MR * k + r]);
+            const v16f s = splat(wp[r * kc + k]);
             acc[r][0] += s * x0;
             acc[r][1] += s * x1;
         }
@@ -73,17 +74,16 @@ CLONES void ISA(hs_linear_pack_x)(const float *x, ptrdiff_t ldx, ptrdiff_t M, pt
     }
 }
 
-/// Weight rows [0, outputs) of w (a k block of kc columns) into LP_MR-row micro-panels [kc][LP_MR], zero past outputs.
+/// Weight rows [0, outputs) of w (a k block of kc columns) into LP_MR-row micro-panels [LP_MR][kc], zero rows
+/// past outputs. Rows stay rows: the tile broadcasts from 6 rows of this compact block as fast as from
+/// a k-interleaved one (81 vs 78 GFLOPS in cache), and a row copy costs 0.12 ns per weight here
+/// against 0.37 for interleaving: 3% of the product at 154 rows instead of 10%.
 INLINE void ISA(linear_pack_w)(const float *w, ptrdiff_t ldw, ptrdiff_t outputs, ptrdiff_t kc, float *wp) {
     for (ptrdiff_t r0 = 0; r0 < outputs; r0 += LP_MR) {
         float *p = wp + r0 * kc;
         for (ptrdiff_t r = 0; r < LP_MR; r++) {
-            if (r0 + r < outputs) {
-                const float *src = w + (r0 + r) * ldw;
-                for (ptrdiff_t k = 0; k < kc; k++) p[k * LP_MR + r] = src[k];
-            } else {
-                for (ptrdiff_t k = 0; k < kc; k++) p[k * LP_MR + r] = 0.0f;
-            }
+            if (r0 + r < outputs) memcpy(p + r * kc, w + (r0 + r) * ldw, (size_t)kc * sizeof(float));
+            else memset(p + r * kc, 0, (size_t)kc * sizeof(float));
         }
     }
 }
