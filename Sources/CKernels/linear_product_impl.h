@@ -4,9 +4,9 @@
 //
 // OpenBLAS packs the weight for every call and synchronises its threads per block; at 77 or 154
 // rows that overhead is a large part of the call (docs/PERFORMANCE.md). Here x is packed once into
-// panels of LP_NR rows, then each thread owns a range of weight rows outright: it packs blocks of
-// them (LP_MC x LP_KC, kept in L2) and runs 6 x LP_NR register tiles over every x panel, with no
-// synchronisation until the end. A tile accumulates one k block in registers (between blocks in a
+// panels of LP_NR rows, then each thread owns a range of weight rows outright and runs 6 x LP_NR
+// register tiles over blocks of them (LP_MC rows x LP_KC, prefetched into L2 one block ahead),
+// straight from the weight's rows, over every x panel, with no synchronisation until the end. A tile accumulates one k block in registers (between blocks in a
 // small scratch) and leaves through a transposing store: it holds 6 weight rows (output columns) x
 // LP_NR rows of x.
 
@@ -17,16 +17,21 @@
 
 /// The 6 x LP_NR tile of weight rows x rows of x over one k block. Not last block: ot = (accumulate ? ot : 0) + tile.
 /// Last block: y[m][n] = ot + tile + bias, for the `outputs` valid weight rows and `rows` valid x rows.
-INLINE void ISA(linear_tile)(const float *wp, const float *xp, ptrdiff_t kc, float *ot, ptrdiff_t ldot,
+INLINE void ISA(linear_tile)(const float *w, ptrdiff_t ldw, const float *xp, ptrdiff_t kc, float *ot, ptrdiff_t ldot,
                              int accumulate, int last, float *y, ptrdiff_t ldy, ptrdiff_t outputs,
                              ptrdiff_t rows, const float *bias) {
     v16f acc[LP_MR][2];
-    for (int r = 0; r < LP_MR; r++) acc[r][0] = acc[r][1] = splat(0);
+    const float *wr[LP_MR];
+    for (int r = 0; r < LP_MR; r++) {
+        acc[r][0] = acc[r][1] = splat(0);
+        // Rows past the weight's end repeat its last row: their outputs are computed and never stored.
+        wr[r] = w + (r < outputs ? r : outputs - 1) * ldw;
+    }
 #pragma clang loop unroll_count(4)
     for (ptrdiff_t k = 0; k < kc; k++) {
         const v16f x0 = load(xp + LP_NR * k), x1 = load(xp + LP_NR * k + VW);
         for (int r = 0; r < LP_MR; r++) {
-            const v16f s = splat(wp[r * kc + k]);
+            const v16f s = splat(wr[r][k]);
             acc[r][0] += s * x0;
             acc[r][1] += s * x1;
         }
@@ -74,48 +79,35 @@ CLONES void ISA(hs_linear_pack_x)(const float *x, ptrdiff_t ldx, ptrdiff_t M, pt
     }
 }
 
-/// Weight rows [0, outputs) of w (a k block of kc columns) into LP_MR-row micro-panels [LP_MR][kc], zero rows
-/// past outputs. Rows stay rows: the tile broadcasts from 6 rows of this compact block as fast as from
-/// a k-interleaved one (81 vs 78 GFLOPS in cache), and a row copy costs 0.12 ns per weight here
-/// against 0.37 for interleaving: 3% of the product at 154 rows instead of 10%.
-INLINE void ISA(linear_pack_w)(const float *w, ptrdiff_t ldw, ptrdiff_t outputs, ptrdiff_t kc, float *wp) {
-    for (ptrdiff_t r0 = 0; r0 < outputs; r0 += LP_MR) {
-        float *p = wp + r0 * kc;
-        for (ptrdiff_t r = 0; r < LP_MR; r++) {
-            if (r0 + r < outputs) memcpy(p + r * kc, w + (r0 + r) * ldw, (size_t)kc * sizeof(float));
-            else memset(p + r * kc, 0, (size_t)kc * sizeof(float));
-        }
-    }
-}
-
 CLONES void ISA(hs_linear_product)(const float *xp, ptrdiff_t M, ptrdiff_t K, const float *w, ptrdiff_t ldw,
                                    const float *bias, float *y, ptrdiff_t ldy, ptrdiff_t n0, ptrdiff_t n1,
                                    float *scratch) {
     const ptrdiff_t panels = (M + LP_NR - 1) / LP_NR, padded = panels * LP_NR;
-    float *wp = scratch, *ot = scratch + LP_MC * LP_KC;
+    float *ot = scratch;
     for (ptrdiff_t ic = n0; ic < n1; ic += LP_MC) {
         const ptrdiff_t mc = n1 - ic < LP_MC ? n1 - ic : LP_MC;
         for (ptrdiff_t pc = 0; pc < K; pc += LP_KC) {
             const ptrdiff_t kc = K - pc < LP_KC ? K - pc : LP_KC;
             const int last = pc + kc >= K;
-            ISA(linear_pack_w)(w + ic * ldw + pc, ldw, mc, kc, wp);
             // The next weight block comes from memory (the weights are far larger than the caches):
-            // its lines are requested while this block computes, spread over the x panels.
+            // its lines are requested while this block computes, spread over the x panels, so the
+            // tiles read every block from L2 (the first x panel included) without copying it.
             ptrdiff_t next_ic = ic, next_pc = pc + LP_KC;
             if (next_pc >= K) { next_ic = ic + LP_MC; next_pc = 0; }
             const ptrdiff_t next_rows = next_ic < n1 ? (n1 - next_ic < LP_MC ? n1 - next_ic : LP_MC) : 0;
             const ptrdiff_t next_kc = K - next_pc < LP_KC ? K - next_pc : LP_KC;
             const ptrdiff_t lines_per_row = (next_kc + 15) / 16, lines = next_rows * lines_per_row;
-            ptrdiff_t requested = 0;
+            ptrdiff_t requested = 0, row = 0, line = 0;
             for (ptrdiff_t j = 0; j < panels; j++) {
-                for (const ptrdiff_t until = lines * (j + 1) / panels; requested < until; requested++)
-                    __builtin_prefetch(w + (next_ic + requested / lines_per_row) * ldw + next_pc
-                                       + (requested % lines_per_row) * 16, 0, 2);
+                for (const ptrdiff_t until = lines * (j + 1) / panels; requested < until; requested++) {
+                    __builtin_prefetch(w + (next_ic + row) * ldw + next_pc + line * 16, 0, 2);
+                    if (++line == lines_per_row) { line = 0; row++; }
+                }
                 const float *x = xp + pc * padded + j * kc * LP_NR;
                 const ptrdiff_t rows = M - j * LP_NR < LP_NR ? M - j * LP_NR : LP_NR;
                 for (ptrdiff_t r0 = 0; r0 < mc; r0 += LP_MR) {
                     const ptrdiff_t outputs = mc - r0 < LP_MR ? mc - r0 : LP_MR;
-                    ISA(linear_tile)(wp + r0 * kc, x, kc, ot + r0 * padded + j * LP_NR, padded, pc > 0, last,
+                    ISA(linear_tile)(w + (ic + r0) * ldw + pc, ldw, x, kc, ot + r0 * padded + j * LP_NR, padded, pc > 0, last,
                                      y + j * LP_NR * ldy + ic + r0, ldy, outputs, rows,
                                      bias ? bias + ic + r0 : NULL);
                 }
@@ -128,7 +120,7 @@ CLONES void ISA(hs_linear_product)(const float *xp, ptrdiff_t M, ptrdiff_t K, co
 CLONES ptrdiff_t ISA(hs_linear_packed_x_floats)(ptrdiff_t M, ptrdiff_t K) { return (M + LP_NR - 1) / LP_NR * LP_NR * K; }
 CLONES ptrdiff_t ISA(hs_linear_panels)(ptrdiff_t M) { return (M + LP_NR - 1) / LP_NR; }
 CLONES ptrdiff_t ISA(hs_linear_scratch_floats)(ptrdiff_t M) {
-    return LP_MC * LP_KC + LP_MC * ((M + LP_NR - 1) / LP_NR * LP_NR);
+    return LP_MC * ((M + LP_NR - 1) / LP_NR * LP_NR);
 }
 
 #undef LP_MR
