@@ -349,4 +349,11 @@ import Testing
         #expect(!tuning.attentionFusedKernel && tuning.attentionParallelHeads)
         #expect(tuning.attentionMaxScoreFloats == Tuning().attentionMaxScoreFloats)
     }
+
+    @Test func linearKernelRowsParse() {
+        func rows(_ text: String) -> ClosedRange<Int>? { Tuning.fromEnvironment(["HOTSWAP_LINEAR_KERNEL_ROWS": text]).linearKernelRows }
+        #expect(rows("0") == nil)
+        #expect(rows("1-100000") == 1...100000)
+        for malformed in ["9-3", "0-5", "12", "a-b", "-4", ""] { #expect(rows(malformed) == Tuning().linearKernelRows, "\(malformed)") }
+    }
 }
