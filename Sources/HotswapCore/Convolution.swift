@@ -245,9 +245,8 @@ public enum Convolution {
                    firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns, rowStride: rowStride)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let lower = shape.inChannels * worker / workers, upper = shape.inChannels * (worker + 1) / workers
-            unfold(src, height: height, width: width, shape: shape, channels: lower..<upper,
+        Parallel.split(shape.inChannels, over: workers) { _, channels in
+            unfold(src, height: height, width: width, shape: shape, channels: channels,
                    firstRow: firstRow, rows: rows, outWidth: outWidth, into: columns, rowStride: rowStride)
         }
     }

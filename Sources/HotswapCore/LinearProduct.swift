@@ -16,24 +16,18 @@ public enum LinearProduct {
         }
         let packed = TensorStorage(uninitializedCount: hs_linear_packed_x_floats(rows, inFeatures))  // pooled
         let panels = hs_linear_panels(rows)
-        // Each part owns whole 6-row tiles of the weight; one part per BLAS thread (OpenBLAS' own
-        // threads sleep between its calls, BLAS.idleThreadsSleep).
-        let parts = max(1, min(BLAS.threadCount, (outFeatures + 5) / 6))
+        // Each part owns whole 6-row tiles of the weight; one part per BLAS thread.
+        let tiles = (outFeatures + 5) / 6
+        let parts = max(1, min(BLAS.threadCount, tiles))
         let scratchFloats = hs_linear_scratch_floats(rows)
         let scratch = TensorStorage(uninitializedCount: parts * scratchFloats)
         let (xp, work) = (packed.pointer, scratch.pointer)
-        func split(_ count: Int, _ body: (Int, Int, Int) -> Void) {
-            let used = min(parts, count)
-            if used <= 1 { body(0, 0, count); return }
-            DispatchQueue.concurrentPerform(iterations: used) { part in
-                body(part, count * part / used, count * (part + 1) / used)
-            }
+        Parallel.split(panels, over: parts) { _, range in
+            hs_linear_pack_x(x, inFeatures, rows, inFeatures, xp, range.lowerBound, range.upperBound)
         }
-        split(panels) { _, first, end in hs_linear_pack_x(x, inFeatures, rows, inFeatures, xp, first, end) }
-        let tiles = (outFeatures + 5) / 6
-        split(tiles) { part, first, end in
+        Parallel.split(tiles, over: parts) { part, range in
             hs_linear_product(xp, rows, inFeatures, weight, inFeatures, bias, y, outFeatures,
-                              first * 6, min(outFeatures, end * 6), work + part * scratchFloats)
+                              range.lowerBound * 6, min(outFeatures, range.upperBound * 6), work + part * scratchFloats)
         }
         withExtendedLifetime((packed, scratch)) {}
     }

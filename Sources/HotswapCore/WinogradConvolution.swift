@@ -66,14 +66,7 @@ public enum WinogradConvolution {
         let (v, m, scratch) = (transformed.pointer, productStorage.pointer, rowScratch.pointer)
         let bias = bias?.data
 
-        /// Runs body(lower..<upper) for `count` items split evenly over the workers.
-        func split(_ count: Int, _ body: (Int, Range<Int>) -> Void) {
-            let parts = min(workers, count)
-            if parts <= 1 { body(0, 0..<count); return }
-            DispatchQueue.concurrentPerform(iterations: parts) { part in
-                body(part, (count * part / parts)..<(count * (part + 1) / parts))
-            }
-        }
+        func split(_ count: Int, _ body: (Int, Range<Int>) -> Void) { Parallel.split(count, over: workers, body) }
 
         if workers > 1 { BLAS.threadCount = 1 }
         for b in 0..<batch {
